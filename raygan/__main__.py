@@ -1,0 +1,5 @@
+import sys
+
+from raygan.cli import main
+
+sys.exit(main())

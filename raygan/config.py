@@ -1,0 +1,181 @@
+"""The strict configuration tree.
+
+Every section is a dataclass whose fields carry a one-line ``help`` (shown by the CLI's ``--help``)
+and, where needed, a validator. ``from_dict`` rejects unknown keys and impossible values with an
+error that names the key (``data.gamma``), so a misspelt key can never fall back silently to a
+default. A configuration round-trips through ``to_dict``/JSON and has a stable hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from raygan.errors import ConfigError
+
+C = TypeVar("C", bound="ConfigSection")
+
+PROTOCOLS = ("normal_class", "anomaly_class")
+IMAGE_SIZES = (32, 64, 128)
+
+
+def option(default: Any, help: str, choices: tuple | None = None, **kwargs: Any) -> Any:
+    """A config field with its ``--help`` text (and optional fixed choices) in the metadata."""
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+class ConfigSection:
+    """Base for config dataclasses: strict construction from dicts and validation."""
+
+    def validate(self, prefix: str) -> None:
+        """Check cross-field constraints; raise ConfigError naming ``prefix.key``."""
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any], prefix: str = "") -> C:
+        if not isinstance(values, dict):
+            raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(values).__name__}")
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            where = f"{prefix}." if prefix else ""
+            raise ConfigError(
+                f"unknown config key {where}{unknown[0]}; valid keys: {', '.join(sorted(names))}"
+            )
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for name, value in values.items():
+            key = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _coerce(value, hints[name], key)
+        obj = cls(**kwargs)
+        obj.check(prefix)
+        return obj
+
+    def check(self, prefix: str = "") -> None:
+        """Validate field types, choices, and the section's own constraints."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            value = getattr(self, f.name)
+            if isinstance(value, ConfigSection):
+                value.check(key)
+                continue
+            _coerce(value, hints[f.name], key)
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        self.validate(prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def stable_hash(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a (simple) type hint, allowing int where float is expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option_type in typing.get_args(hint):
+            try:
+                return _coerce(value, option_type, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[-1]
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key} must be null; got {value!r}")
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        return hint.from_dict(value, key)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number; got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer; got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false; got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string; got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list; got {value!r}")
+        (item_type,) = typing.get_args(hint) or (Any,)
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+@dataclass
+class DataConfig(ConfigSection):
+    """Which images, which one-class protocol, and how the training data is split."""
+
+    dataset: str = option("digits", "data set registry name (raygan data list shows them)")
+    data_root: str | None = option(
+        None, "directory holding the data set files (searched before $RAYGAN_DATA and system places)"
+    )
+    download: bool = option(True, "download missing files from the original sources into the cache")
+    protocol: str = option(
+        "normal_class",
+        "normal_class: one class normal, the rest anomalous (AGAD, Deep SAD); "
+        "anomaly_class: one class anomalous, the rest normal (GANomaly)",
+        choices=PROTOCOLS,
+    )
+    class_index: int = option(0, "the normal class (normal_class) or the anomalous class (anomaly_class)")
+    anomaly_fraction: float = option(
+        0.0, "gamma = a/(n+a): fraction of labelled anomalies in the training set (AGAD §4.2.2)"
+    )
+    anomaly_source: str = option(
+        "all", "where labelled anomalies come from: 'all' anomalous classes, or one class index (Deep SAD)"
+    )
+    val_fraction: float = option(
+        0.1, "fraction of every class's training images held out for model selection (never trained on)"
+    )
+    image_size: int | None = option(
+        None, "side length fed to the models (32, 64 or 128); default: the data set's own (AGAD §4.1)"
+    )
+    channels: int | None = option(
+        None, "image channels for image_folder data (1 or 3); default: from the first image"
+    )
+    seed: int = option(0, "seed for the split and the labelled-anomaly draw")
+
+    def validate(self, prefix: str) -> None:
+        p = f"{prefix}." if prefix else ""
+        if not 0.0 <= self.anomaly_fraction < 1.0:
+            raise ConfigError(
+                f"{p}anomaly_fraction (gamma) must be in [0, 1); got {self.anomaly_fraction}"
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{p}val_fraction must be in (0, 1); got {self.val_fraction}")
+        if self.image_size is not None and self.image_size not in IMAGE_SIZES:
+            raise ConfigError(
+                f"{p}image_size must be one of {', '.join(map(str, IMAGE_SIZES))}; got {self.image_size}"
+            )
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ConfigError(f"{p}channels must be 1 or 3; got {self.channels}")
+        if self.class_index < 0:
+            raise ConfigError(f"{p}class_index must be >= 0; got {self.class_index}")
+        if self.anomaly_source != "all" and not self.anomaly_source.isdigit():
+            raise ConfigError(
+                f"{p}anomaly_source must be 'all' or a class index; got {self.anomaly_source!r}"
+            )

@@ -1,0 +1,17 @@
+"""User-facing errors.
+
+A `RayganError` carries a message written for the person at the keyboard: it names the offending
+value and says what to do. The CLI prints it without a traceback and exits with status 2.
+"""
+
+
+class RayganError(Exception):
+    """An error caused by input or environment that the user can fix."""
+
+
+class DataError(RayganError):
+    """A data set is missing, unreadable, corrupt, or fails its checksum."""
+
+
+class ConfigError(RayganError):
+    """A configuration key is unknown or its value is impossible."""

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_env(tmp_path, monkeypatch):
+    """Tests never read the user's cache or $RAYGAN_DATA unless they set them."""
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RAYGAN_DATA", raising=False)
+
+
+@dataclass
+class LocalServer:
+    """Serves byte strings on 127.0.0.1; a path in ``truncate`` promises more bytes than it sends."""
+
+    url: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    truncate: set[str] = field(default_factory=set)
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def http_server() -> Iterator[LocalServer]:
+    state = LocalServer(url="")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server API)
+            state.requests.append(self.path)
+            body = state.files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if self.path in state.truncate else body)
+            if self.path in state.truncate:
+                self.close_connection = True
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
