@@ -18,38 +18,67 @@ from raygan.errors import RayganError
 
 # Short spellings used in the papers and the issues, kept beside the field names.
 FLAG_ALIASES = {"class_index": ["--class"], "anomaly_fraction": ["--gamma"]}
+SECTION_SEP = "__"
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, section: type[ConfigSection], skip=()) -> None:
-    """One flag per config field, with the field's help text; unset flags keep the defaults."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser, section: type[ConfigSection], prefix: str = "", skip=()
+) -> None:
+    """One flag per config field (nested sections flattened), with the field's help text.
+
+    Unset flags stay None, so only what the user typed overrides the defaults or --config file.
+    """
     hints = typing.get_type_hints(section)
     for f in dataclasses.fields(section):  # type: ignore[arg-type]
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        names = [flag, *FLAG_ALIASES.get(f.name, [])]
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         kind = hints[f.name]
-        if kind is bool:
+        dest = f"{prefix}{SECTION_SEP}{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(kind):
+            group = parser.add_argument_group(f.name, kind.__doc__)
+            add_config_arguments(group, kind, dest, skip)
+            continue
+        names = ["--" + f.name.replace("_", "-"), *FLAG_ALIASES.get(f.name, [])]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        if kind is bool or kind == (bool | None):
             parser.add_argument(
-                *names, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                *names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         parser.add_argument(
-            *names, dest=f.name, type=base if base in (int, float) else str, default=None,
+            *names, dest=dest, type=base if base in (int, float) else str, default=None,
             choices=f.metadata.get("choices"), metavar=f.name.upper(), help=help_text,
         )
 
 
+def config_values_from_args(args: argparse.Namespace) -> dict:
+    """The flags the user set, as a nested dict (``data__seed`` -> {"data": {"seed": ...}})."""
+    values: dict = {}
+    for dest, value in vars(args).items():
+        if value is None or dest in ("handler", "command") or dest.startswith("_"):
+            continue
+        parts = dest.split(SECTION_SEP)
+        node = values
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return values
+
+
 def config_from_args(section: type[ConfigSection], args: argparse.Namespace, prefix: str, **fixed):
-    values = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(section)  # type: ignore[arg-type]
-        if getattr(args, f.name, None) is not None
-    }
+    names = {f.name for f in dataclasses.fields(section)}  # type: ignore[arg-type]
+    values = {k: v for k, v in config_values_from_args(args).items() if k in names}
     values.update(fixed)
     return section.from_dict(values, prefix)
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
@@ -101,6 +130,67 @@ def _cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from raygan.methods import METHODS
+    from raygan.models import BN_STRATEGIES, DISCRIMINATORS, GENERATORS, count_parameters
+
+    counts = {name: count_parameters(GENERATORS.get(name)(1, 32)) for name in GENERATORS}
+    if args.json:
+        print(json.dumps(counts))
+        return 0
+    print("generators (1 channel, 32x32, latent 100):")
+    for name, n in counts.items():
+        print(f"  {name:14s} {n / 1e6:6.2f} M  {_first_line(GENERATORS.get(name).__doc__)}")
+    print("discriminators (1 channel, 32x32):")
+    for name in DISCRIMINATORS:
+        n = count_parameters(DISCRIMINATORS.get(name)(1, 32))
+        print(f"  {name:14s} {n / 1e6:6.2f} M  {_first_line(DISCRIMINATORS.get(name).__doc__)}")
+    print("batch-norm strategies:")
+    for name in BN_STRATEGIES:
+        extra = count_parameters(GENERATORS.get("naive")(1, 32, norm=BN_STRATEGIES.get(name))) - counts["naive"]
+        print(f"  {name:14s} +{extra} parameters on naive")
+    print("methods:")
+    for name in METHODS:
+        cls = METHODS.get(name)
+        weights = ", ".join(f"{k}={v}" for k, v in cls.default_weights.items())
+        print(f"  {name:14s} backbone {cls.default_backbone}, discriminator {cls.default_discriminator}; {weights}")
+    return 0
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raygan.config import RunConfig
+    from raygan.loop import train
+
+    values: dict = {}
+    if args._config:
+        try:
+            text = Path(args._config).read_text()
+        except OSError as exc:
+            raise RayganError(f"cannot read --config {args._config}: {exc.strerror}") from None
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RayganError(f"--config {args._config} is not valid JSON: {exc}") from None
+    flags = config_values_from_args(args)
+    for flag, protocol in (("_normal_class", "normal_class"), ("_anomaly_class", "anomaly_class")):
+        if getattr(args, flag) is not None:
+            flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
+    cfg = RunConfig.from_dict(merge(values, flags))
+    out = Path(args._out) if args._out else None
+    result = train(cfg, out_dir=out, progress=args._progress)
+    summary = {k: v for k, v in result.items() if k != "history"}
+    if out is not None:
+        summary["out"] = str(out)
+    print(json.dumps(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raygan",
@@ -129,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("name", help="data set name (see `raygan data list`)")
     add_config_arguments(split, DataConfig, skip=("dataset",))
     split.set_defaults(handler=_cmd_data_split)
+
+    models = commands.add_parser("models", help="registered generators, discriminators, BN strategies, methods")
+    models.add_argument("--json", action="store_true", help="print {generator: parameter count} as JSON")
+    models.set_defaults(handler=_cmd_models)
+
+    from raygan.config import RunConfig
+
+    train = commands.add_parser(
+        "train", help="train one detector; last line of output: JSON result",
+        description="Train one detector. Every config field is a flag; --config FILE.json gives a "
+        "base that flags override. The last line of standard output is a JSON object.",
+    )
+    train.add_argument("--config", dest="_config", metavar="FILE", help="JSON config (as in config.json of a run)")
+    train.add_argument("--out", dest="_out", metavar="DIR", help="write config.json, metrics.json, checkpoints/ and tensorboard/ here; an existing run there resumes")
+    train.add_argument("--normal-class", dest="_normal_class", type=int, metavar="K", help="shorthand: --protocol normal_class --class K")
+    train.add_argument("--anomaly-class", dest="_anomaly_class", type=int, metavar="K", help="shorthand: --protocol anomaly_class --class K")
+    train.add_argument("--progress", dest="_progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(), help="progress bar per epoch on standard error")
+    add_config_arguments(train, RunConfig)
+    train.set_defaults(handler=_cmd_train)
     return parser
 
 

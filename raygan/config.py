@@ -179,3 +179,113 @@ class DataConfig(ConfigSection):
             raise ConfigError(
                 f"{p}anomaly_source must be 'all' or a class index; got {self.anomaly_source!r}"
             )
+
+
+SELECTIONS = ("val_auroc", "val_loss", "last")
+
+
+@dataclass
+class ModelConfig(ConfigSection):
+    """Networks: generator backbone, discriminator, latent size, batch-norm strategy."""
+
+    backbone: str | None = option(
+        None,
+        "generator: naive | unet | unetpp | ganomaly (raygan models lists them; AGAD Table 8); "
+        "default: the method's own (agad: unetpp, AGAD §3.3.1)",
+    )
+    discriminator: str | None = option(
+        None, "discriminator: vgg (AGAD §3.3.1) | dcgan (GANomaly); default: the method's own"
+    )
+    latent_size: int = option(100, "bottleneck channels / latent dimension (AGAD Table 7; GANomaly: 100 best)")
+    bn_strategy: str = option(
+        "shared",
+        "generator batch norm: shared | advprop (auxiliary BN for pseudo-anomalies) | freeze "
+        "(anomalies use running statistics) | advprop+freeze (AGAD §6.2)",
+    )
+
+    def validate(self, prefix: str) -> None:
+        if self.latent_size < 1:
+            raise ConfigError(f"{prefix}.latent_size must be positive; got {self.latent_size}")
+
+
+@dataclass
+class LossConfig(ConfigSection):
+    """Loss weights; null means the method's own paper default (recorded resolved in config.json)."""
+
+    adversarial_weight: float | None = option(None, "λ_adv (AGAD §4.2: 1; GANomaly w_adv: 1)")
+    contextual_weight: float | None = option(None, "λ_con, L1 reconstruction (AGAD: 50; GANomaly: 50; Skip-GANomaly: 40)")
+    contextual_adversarial_weight: float | None = option(
+        None, "λ_adcon, contextual adversarial term on G(x̂) (AGAD: 15; 0 switches it off, Table 4)"
+    )
+    latent_weight: float | None = option(None, "λ_lat / w_enc, latent loss (AGAD: 5; GANomaly: 1)")
+    detach_pseudo_anomaly: bool | None = option(
+        None,
+        "feed x̂ into the second generator pass as a fixed pseudo-anomaly (no gradient into G(x)); "
+        "the paper does not say (README: measured choice)",
+    )
+    reciprocal_epsilon: float = option(1e-6, "ε in λ/(l+ε) of the reciprocal anomaly loss (AGAD eq. 10)")
+    discriminator_reset_threshold: float = option(
+        1e-5, "δ: re-initialise D when its loss falls below this (AGAD Alg. 1; GANomaly uses 1e-5)"
+    )
+
+    def validate(self, prefix: str) -> None:
+        for name in ("adversarial_weight", "contextual_weight", "contextual_adversarial_weight", "latent_weight"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{prefix}.{name} must be >= 0; got {value}")
+        if self.reciprocal_epsilon <= 0:
+            raise ConfigError(f"{prefix}.reciprocal_epsilon must be > 0; got {self.reciprocal_epsilon}")
+
+
+@dataclass
+class TrainConfig(ConfigSection):
+    """Optimisation, epochs and model selection."""
+
+    epochs: int = option(15, "training epochs (an epoch is one pass over the normal training images)")
+    batch_size: int = option(256, "global mini-batch size (AGAD §4.2: 256)")
+    lr: float = option(2e-4, "Adam learning rate for G and D (AGAD §4.2: 0.0002)")
+    beta1: float = option(0.5, "Adam β1 (DCGAN/GANomaly: 0.5)")
+    beta2: float = option(0.999, "Adam β2")
+    select: str = option(
+        "val_auroc",
+        "epoch selection: val_auroc (validation AUROC) | val_loss (lowest anomaly score of validation "
+        "normals) | last; never the test set",
+        choices=SELECTIONS,
+    )
+    eval_batch_size: int = option(512, "batch size for scoring validation and test images")
+    threads: int | None = option(None, "torch intra-op threads (default: torch's own choice)")
+    deterministic: bool = option(True, "torch.use_deterministic_algorithms (same seed, same AUROC on CPU)")
+
+    def validate(self, prefix: str) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{prefix}.{name} must be >= 1; got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"{prefix}.lr must be > 0; got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{prefix}.{name} must be in [0, 1); got {getattr(self, name)}")
+
+
+@dataclass
+class RunConfig(ConfigSection):
+    """One training run, completely: a trial of a study is exactly one RunConfig."""
+
+    method: str = option("agad", "agad | ganomaly | skip_ganomaly | autoencoder (raygan models lists them)")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "data set and split"})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "networks"})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "loss weights"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "optimisation"})
+
+    @property
+    def seed(self) -> int:
+        # One seed: the split, the labelled-anomaly draw and the weight initialisation.
+        return self.data.seed
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file is not valid JSON: {exc}") from None
+        return cls.from_dict(values)

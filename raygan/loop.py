@@ -1,0 +1,282 @@
+"""The one epoch loop used by the CLI, Ray Train and Tune.
+
+Per epoch: train on the anomaly-aware batches, then score the validation and test sets with the
+networks in eval mode. The epoch is selected on validation (AUROC by default) and never on the
+test set; test AUROC is reported at the selected epoch and at the last one. A best-test-epoch
+figure is kept only under a name that says it is optimistic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raygan.checkpoints import LAST, SELECTED, load_checkpoint, save_checkpoint
+from raygan.config import RunConfig
+from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
+from raygan.data.splits import SplitTensors
+from raygan.errors import RayganError
+from raygan.evaluation import detection_metrics
+from raygan.methods import Method, build_method
+from raygan.models import count_parameters
+
+EpochCallback = Callable[[dict, Path | None], None]
+GRID_IMAGES = 8
+
+
+class NonFiniteLoss(RayganError):
+    """A loss term became NaN or infinite; the run stops instead of reporting a NaN AUROC."""
+
+
+@dataclass
+class RunState:
+    """What a checkpoint restores besides the networks."""
+
+    epoch: int = 0  # epochs completed
+    global_step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def prepare_torch(cfg: RunConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.use_deterministic_algorithms(cfg.train.deterministic)
+
+
+def load_split_tensors(cfg: RunConfig) -> tuple[SplitTensors, dict]:
+    dataset = load_for_config(cfg.data)
+    split = build_split(dataset, cfg.data)
+    tensors = split_tensors(dataset, split, cfg.data.image_size)
+    info = {"counts": split.counts(), "location": dataset.location, "class_names": dataset.class_names}
+    return tensors, info
+
+
+def select_epoch(history: list[dict], rule: str) -> dict:
+    """The selected epoch's record: best validation AUROC (earliest on ties), lowest val_loss, or last."""
+    if rule == "last":
+        return history[-1]
+    if rule == "val_loss":
+        return min(history, key=lambda h: (h["val_loss"], h["epoch"]))
+    valid = [h for h in history if not math.isnan(h["auroc_val"])]
+    if not valid:
+        raise RayganError(
+            "train.select val_auroc needs anomalies in the validation split, and it has none; "
+            "use --select val_loss or --select last"
+        )
+    return max(valid, key=lambda h: (h["auroc_val"], -h["epoch"]))
+
+
+def check_finite(terms: dict[str, float], epoch: int, step: int, global_step: int) -> None:
+    for name, value in terms.items():
+        if not math.isfinite(value):
+            raise NonFiniteLoss(
+                f"loss term {name} became {value} at epoch {epoch}, step {step} (global step "
+                f"{global_step}); the run stopped. Lower train.lr or the loss weights, or change the seed."
+            )
+
+
+def _progress(total: int, epoch: int, epochs: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", file=sys.stderr,
+                disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def train(
+    cfg: RunConfig,
+    out_dir: Path | None = None,
+    progress: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+    tensors: SplitTensors | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Train one run to the end (resuming from ``out_dir``'s last checkpoint) and return its result."""
+    prepare_torch(cfg)
+    data_info: dict = {}
+    if tensors is None:
+        tensors, data_info = load_split_tensors(cfg)
+    method = build_method(cfg, tensors.channels, tensors.image_size, device)
+    cfg = method.cfg  # resolved: the method's paper defaults filled in
+    state = RunState()
+    writer = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state = _resume_or_start(cfg, out_dir, method)
+        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        from raygan.tensorboard import RunWriter
+
+        writer = RunWriter(out_dir / "tensorboard", cfg.to_dict(), purge_step=state.global_step or None)
+
+    train_x, train_y = tensors.train_x, tensors.train_y
+    if not method.uses_labelled_anomalies:
+        keep = train_y == 0  # semi-supervised baselines never see labelled anomalies
+        train_x, train_y = train_x[keep], train_y[keep]
+    sampler = AnomalyBatchSampler(train_y, cfg.train.batch_size, seed=cfg.seed)
+    grid = _grid_images(tensors)
+
+    try:
+        for epoch in range(state.epoch, cfg.train.epochs):
+            sampler.set_epoch(epoch)
+            method.train_mode()
+            sums: dict[str, float] = {}
+            images = 0
+            started = time.perf_counter()
+            with _progress(len(sampler), epoch, cfg.train.epochs, progress) as bar:
+                for step, idx in enumerate(sampler):
+                    terms = {k: float(v) for k, v in method.train_step(train_x[idx], train_y[idx]).items()}
+                    state.global_step += 1
+                    check_finite(terms, epoch, step, state.global_step)
+                    for k, v in terms.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    images += len(idx)
+                    if writer is not None:
+                        writer.losses(terms, state.global_step)
+                    bar.set_postfix(g=f"{terms.get('g_loss', 0):.3g}", d=f"{terms.get('d_loss', 0):.3g}", refresh=False)
+                    bar.update()
+            seconds = time.perf_counter() - started
+            record = {
+                "epoch": epoch,
+                "train_seconds": seconds,
+                "images_per_s": images / seconds if seconds > 0 else math.nan,
+                "discriminator_resets": method.discriminator_resets,
+                **{f"loss_{k}": v / len(sampler) for k, v in sums.items()},
+            }
+            record.update(_evaluate(method, tensors, cfg, writer, epoch, grid))
+            state.history.append(record)
+            state.epoch = epoch + 1
+            selected = select_epoch(state.history, cfg.train.select)
+            checkpoint = None
+            if out_dir is not None:
+                checkpoint = out_dir / "checkpoints" / LAST
+                payload = _checkpoint_payload(method, cfg, state)
+                save_checkpoint(checkpoint, payload)
+                if selected["epoch"] == epoch:
+                    save_checkpoint(out_dir / "checkpoints" / SELECTED, payload)
+                writer.epoch(record, epoch)
+                _write_metrics(out_dir, _result(cfg, method, state, data_info))
+            if on_epoch_end is not None:
+                on_epoch_end({**record, "selected_epoch": selected["epoch"]}, checkpoint)
+        result = _result(cfg, method, state, data_info)
+        if writer is not None:
+            writer.final(result)
+            _write_metrics(out_dir, result)
+        return result
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _evaluate(method: Method, tensors: SplitTensors, cfg: RunConfig, writer, epoch: int, grid) -> dict:
+    bs = cfg.train.eval_batch_size
+    val_scores = method.score(tensors.val_x, bs)
+    test_scores = method.score(tensors.test_x, bs)
+    val = detection_metrics(val_scores, tensors.val_y)
+    test = detection_metrics(test_scores, tensors.test_y)
+    normal_val = val_scores[tensors.val_y == 0]
+    record = {
+        "auroc_val": val["auroc"],
+        "ap_val": val["ap"],
+        "val_loss": float(normal_val.mean()) if len(normal_val) else math.nan,
+        "auroc_test": test["auroc"],
+        "ap_test": test["ap"],
+    }
+    if writer is not None:
+        writer.scores(test_scores, tensors.test_y, epoch)
+        for tag, x in grid.items():
+            writer.reconstructions(x, method.reconstruct(x), tag, epoch)
+    return record
+
+
+def _grid_images(tensors: SplitTensors) -> dict[str, torch.Tensor]:
+    grid = {}
+    for label, tag in ((0, "test_normal"), (1, "test_anomalous")):
+        idx = torch.nonzero(tensors.test_y == label).flatten()
+        if len(idx):
+            pick = idx[torch.linspace(0, len(idx) - 1, min(GRID_IMAGES, len(idx))).long()]
+            grid[tag] = tensors.test_x[pick]
+    return grid
+
+
+def _checkpoint_payload(method: Method, cfg: RunConfig, state: RunState) -> dict:
+    return {
+        "method": method.state_dict(),
+        "epoch": state.epoch,
+        "global_step": state.global_step,
+        "history": state.history,
+        "config": cfg.to_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _resume_or_start(cfg: RunConfig, out_dir: Path, method: Method) -> RunState:
+    path = out_dir / "checkpoints" / LAST
+    if not path.exists():
+        return RunState()
+    saved = load_checkpoint(path)
+    if saved["config"] != cfg.to_dict():
+        differing = _differences(saved["config"], cfg.to_dict())
+        raise RayganError(
+            f"{out_dir} holds a run with a different configuration ({', '.join(differing[:5])}); "
+            f"choose another --out, or delete {path} to start again"
+        )
+    method.load_state_dict(saved["method"])
+    torch.set_rng_state(saved["torch_rng"])
+    return RunState(epoch=saved["epoch"], global_step=saved["global_step"], history=saved["history"])
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out
+
+
+def _result(cfg: RunConfig, method: Method, state: RunState, data_info: dict) -> dict:
+    history = state.history
+    selected = select_epoch(history, cfg.train.select)
+    last = history[-1]
+    speeds = [h["images_per_s"] for h in history if not math.isnan(h["images_per_s"])]
+    return {
+        "method": cfg.method,
+        "dataset": cfg.data.dataset,
+        "class_index": cfg.data.class_index,
+        "anomaly_fraction": cfg.data.anomaly_fraction,
+        "seed": cfg.seed,
+        "config_hash": cfg.stable_hash(),
+        "epochs": state.epoch,
+        "select": cfg.train.select,
+        "selected_epoch": selected["epoch"],
+        "auroc": selected["auroc_test"],
+        "ap": selected["ap_test"],
+        "auroc_val": selected["auroc_val"],
+        "auroc_last": last["auroc_test"],
+        "ap_last": last["ap_test"],
+        # The best test epoch peeks at the test set: for comparison with papers that report it only.
+        "auroc_best_test_optimistic": max(h["auroc_test"] for h in history),
+        "images_per_s": float(np.median(speeds)) if speeds else math.nan,
+        "train_seconds": sum(h["train_seconds"] for h in history),
+        "discriminator_resets": method.discriminator_resets,
+        "params_generator": count_parameters(method.generator),
+        "params_discriminator": count_parameters(method.discriminator) if method.discriminator is not None else 0,
+        **({"counts": data_info["counts"]} if data_info else {}),
+        "history": history,
+    }
+
+
+def _write_metrics(out_dir: Path, result: dict) -> None:
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out_dir / "metrics.json")

@@ -1,0 +1,180 @@
+"""What every method shares: networks, Adam optimisers, scoring in eval mode, state.
+
+A method owns its model, its losses (with named weights), its train step and its anomaly score.
+The epoch loop, Ray Train and Tune know nothing of either: they call `train_step(x, y)` with a
+mini-batch and 0/1 targets, and `score(x)` for anomaly scores (higher = more anomalous).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from raygan.config import LossConfig, ModelConfig, RunConfig
+from raygan.errors import ConfigError
+from raygan.models import build_discriminator, build_generator, dcgan_init
+from raygan.registry import Registry
+
+Terms = dict[str, torch.Tensor]
+
+
+class Method:
+    """Base class; subclasses set the class variables and implement `train_step` and `_score`."""
+
+    name: ClassVar[str]
+    # Semi-supervised baselines never see labelled anomalies: the loop trains them on normals only.
+    uses_labelled_anomalies: ClassVar[bool] = False
+    default_backbone: ClassVar[str]
+    default_discriminator: ClassVar[str | None]
+    default_weights: ClassVar[dict[str, float | bool]]
+    # Weights the method reads; setting any other weight is an error, not a silent no-op.
+    weight_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, cfg: RunConfig, channels: int, image_size: int, device: torch.device | str = "cpu") -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        model = cfg.model
+        self.generator: nn.Module = build_generator(
+            model.backbone, channels, image_size, model.latent_size, model.bn_strategy
+        ).to(self.device)
+        self.discriminator: nn.Module | None = None
+        if model.discriminator is not None:
+            # The BN strategy acts on the generator, which carries x, x̂ and true anomalies
+            # through separate routed passes (AGAD §6.2); D keeps plain shared BN.
+            self.discriminator = build_discriminator(model.discriminator, channels, image_size).to(self.device)
+        train = cfg.train
+        betas = (train.beta1, train.beta2)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr, betas=betas)
+        self.optimizer_d = (
+            torch.optim.Adam(self.discriminator.parameters(), lr=train.lr, betas=betas)
+            if self.discriminator is not None
+            else None
+        )
+        self.discriminator_resets = 0
+
+    # --- configuration ---------------------------------------------------------------------
+
+    @classmethod
+    def resolve(cls, cfg: RunConfig) -> RunConfig:
+        """Fill the method's paper defaults into the null fields; reject weights it ignores."""
+        loss_values = dataclasses.asdict(cfg.loss)
+        for name in ("adversarial_weight", "contextual_weight", "contextual_adversarial_weight",
+                     "latent_weight", "detach_pseudo_anomaly"):
+            if name not in cls.weight_names and loss_values[name] is not None:
+                raise ConfigError(f"loss.{name} has no meaning for method {cls.name}; leave it unset")
+            if name in cls.weight_names and loss_values[name] is None:
+                loss_values[name] = cls.default_weights[name]
+        if cls.default_discriminator is None and cfg.model.discriminator is not None:
+            raise ConfigError(f"model.discriminator: method {cls.name} has no discriminator; leave it unset")
+        model = dataclasses.replace(
+            cfg.model,
+            backbone=cfg.model.backbone or cls.default_backbone,
+            discriminator=cfg.model.discriminator or cls.default_discriminator,
+        )
+        resolved = dataclasses.replace(cfg, model=model, loss=LossConfig(**loss_values))
+        resolved.check()
+        cls.check_model(resolved.model)
+        return resolved
+
+    @classmethod
+    def check_model(cls, model: ModelConfig) -> None:
+        """Hook: reject backbones the method cannot use (e.g. GANomaly needs latents)."""
+
+    def weight(self, name: str) -> float:
+        return float(getattr(self.cfg.loss, name))
+
+    # --- training helpers --------------------------------------------------------------------
+
+    def networks(self) -> dict[str, nn.Module]:
+        nets = {"generator": self.generator}
+        if self.discriminator is not None:
+            nets["discriminator"] = self.discriminator
+        return nets
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"generator": self.optimizer_g}
+        if self.optimizer_d is not None:
+            opts["discriminator"] = self.optimizer_d
+        return opts
+
+    def train_mode(self) -> None:
+        for net in self.networks().values():
+            net.train()
+
+    def eval_mode(self) -> None:
+        for net in self.networks().values():
+            net.eval()
+
+    def step_generator(self, loss: torch.Tensor) -> None:
+        self.optimizer_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_g.step()
+
+    def step_discriminator(self, loss: torch.Tensor) -> None:
+        assert self.optimizer_d is not None and self.discriminator is not None
+        self.optimizer_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_d.step()
+        # A collapsed D gives G no signal: re-initialise it (AGAD Alg. 1 δ; GANomaly, 1e-5).
+        # Adam's moments belong to the old weights, so they are reset too.
+        if loss.item() < self.cfg.loss.discriminator_reset_threshold:
+            self.discriminator.apply(dcgan_init)
+            self.optimizer_d.state.clear()
+            self.discriminator_resets += 1
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
+        """One optimisation step on a mini-batch; returns every loss term by name (detached)."""
+        raise NotImplementedError
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Anomaly scores, networks in eval mode (BN running statistics: order-independent)."""
+        was_training = self.generator.training
+        self.eval_mode()
+        try:
+            parts = [self._score(x[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(x), batch_size)]
+        finally:
+            if was_training:
+                self.train_mode()
+        return torch.cat(parts) if parts else torch.empty(0)
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        was_training = self.generator.training
+        self.eval_mode()
+        try:
+            return self.generator(x.to(self.device)).cpu()
+        finally:
+            if was_training:
+                self.train_mode()
+
+    # --- state -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        state = {f"{k}_state": v.state_dict() for k, v in self.networks().items()}
+        state.update({f"optimizer_{k}": v.state_dict() for k, v in self.optimizers().items()})
+        state["discriminator_resets"] = self.discriminator_resets
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in self.networks().items():
+            v.load_state_dict(state[f"{k}_state"])
+        for k, v in self.optimizers().items():
+            v.load_state_dict(state[f"optimizer_{k}"])
+        self.discriminator_resets = int(state.get("discriminator_resets", 0))
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def reconstruction_l2(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """‖x − x̂‖₂ per image (AGAD §3.3.3)."""
+    return (x - x_hat).flatten(1).pow(2).sum(1).sqrt()
