@@ -254,6 +254,7 @@ class TrainConfig(ConfigSection):
     )
     eval_batch_size: int = option(512, "batch size for scoring validation and test images")
     threads: int | None = option(None, "torch intra-op threads (default: torch's own choice)")
+    channels_last: bool = option(True, "NHWC memory format for the networks (faster oneDNN convolutions on CPU)")
     deterministic: bool = option(True, "torch.use_deterministic_algorithms (same seed, same AUROC on CPU)")
 
     def validate(self, prefix: str) -> None:

@@ -57,7 +57,7 @@ class AGAD(Method):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
         G, D = self.generator, self.discriminator
         assert D is not None
-        x, y = x.to(self.device), y.to(self.device)
+        x, y = self.prepare(x), y.to(self.device)
         normal = y == 0
         x = torch.cat([x[normal], x[~normal]])  # normals first: parts are slices from here on
         n_normal = int(normal.sum())

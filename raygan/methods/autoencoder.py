@@ -18,7 +18,7 @@ class Autoencoder(Method):
     weight_names = ()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
-        x = x.to(self.device)
+        x = self.prepare(x)
         loss = (x - self.generator(x)).abs().mean()
         self.step_generator(loss)
         return {"g_con": loss.detach(), "g_loss": loss.detach()}

@@ -44,7 +44,7 @@ class GANomaly(Method):
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
         G, D = self.generator, self.discriminator
-        x = x.to(self.device)
+        x = self.prepare(x)
         x_hat, z, z_hat = G(x, return_latents=True)
         logit_real, feat_real = D(x)
         _, feat_fake = D(x_hat)
@@ -89,7 +89,7 @@ class SkipGANomaly(Method):
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
         G, D = self.generator, self.discriminator
-        x = x.to(self.device)
+        x = self.prepare(x)
         x_hat = G(x)
         logit_real, feat_real = D(x)
         logit_fake, feat_fake = D(x_hat)

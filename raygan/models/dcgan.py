@@ -32,13 +32,13 @@ class DCGANEncoder(nn.Module):
         layers: list[nn.Module] = [
             # DCGAN: no norm on the first layer, which sees raw pixels.
             nn.Conv2d(channels, width, 4, 2, 1, bias=False),
-            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
         ]
         for _ in range(_pyramid_stages(image_size)):
             layers += [
                 nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
                 norm(width * 2),
-                nn.LeakyReLU(LEAKY_SLOPE),
+                nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
             ]
             width *= 2
         self.features = nn.Sequential(*layers)
@@ -57,13 +57,13 @@ class DCGANDecoder(nn.Module):
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_size, width, 4, 1, 0, bias=False),
             norm(width),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         ]
         for _ in range(stages):
             layers += [
                 nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
                 norm(width // 2),
-                nn.ReLU(),
+                nn.ReLU(inplace=True),
             ]
             width //= 2
         layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]

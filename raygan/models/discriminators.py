@@ -44,7 +44,7 @@ class VGGDiscriminator(nn.Module):
             layers += [
                 nn.Conv2d(width_in, width, 3, 1, 1, bias=False),
                 norm(width),
-                nn.LeakyReLU(LEAKY_SLOPE),
+                nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
                 nn.MaxPool2d(2),
             ]
             width_in = width

@@ -47,13 +47,13 @@ class NaiveEncoderDecoder(nn.Module):
 
         encoder: list[nn.Module] = [
             nn.Conv2d(channels, widths[0], 4, 2, 1),
-            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
         ]
         for width_in, width_out in zip(widths, widths[1:]):
             encoder += [
                 nn.Conv2d(width_in, width_out, 4, 2, 1, bias=False),
                 norm(width_out),
-                nn.LeakyReLU(LEAKY_SLOPE),
+                nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
             ]
         encoder.append(nn.Conv2d(widths[-1], latent_size, 4, 2, 1))
         self.encoder = nn.Sequential(*encoder)
@@ -61,13 +61,13 @@ class NaiveEncoderDecoder(nn.Module):
         decoder: list[nn.Module] = [
             nn.ConvTranspose2d(latent_size, widths[-1], 4, 2, 1, bias=False),
             norm(widths[-1]),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         ]
         for width_in, width_out in zip(widths[:0:-1], widths[-2::-1]):
             decoder += [
                 nn.ConvTranspose2d(width_in, width_out, 4, 2, 1, bias=False),
                 norm(width_out),
-                nn.ReLU(),
+                nn.ReLU(inplace=True),
             ]
         decoder += [nn.ConvTranspose2d(widths[0], channels, 4, 2, 1), nn.Tanh()]
         self.decoder = nn.Sequential(*decoder)
@@ -98,7 +98,7 @@ def _conv_node(
     layers += [
         nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
         norm(out_channels),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
         norm(out_channels),
     ]
