@@ -183,7 +183,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
             flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
     cfg = RunConfig.from_dict(merge(values, flags))
     out = Path(args._out) if args._out else None
-    result = train(cfg, out_dir=out, progress=args._progress)
+    if args._workers:
+        from raygan.ray_train import train_with_ray
+
+        result = train_with_ray(
+            cfg, out, workers=args._workers, gpus_per_worker=args._gpus_per_worker,
+            cpus_per_worker=args._cpus_per_worker, sync_bn=args._sync_bn, address=args._address,
+            threads=cfg.train.threads,
+        )
+    else:
+        if args._sync_bn or args._gpus_per_worker:
+            raise RayganError("--sync-bn and --gpus-per-worker apply to distributed runs: add --workers N")
+        result = train(cfg, out_dir=out, progress=args._progress)
     summary = {k: v for k, v in result.items() if k != "history"}
     if out is not None:
         summary["out"] = str(out)
@@ -236,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--normal-class", dest="_normal_class", type=int, metavar="K", help="shorthand: --protocol normal_class --class K")
     train.add_argument("--anomaly-class", dest="_anomaly_class", type=int, metavar="K", help="shorthand: --protocol anomaly_class --class K")
     train.add_argument("--progress", dest="_progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(), help="progress bar per epoch on standard error")
+    ray_group = train.add_argument_group("distributed (Ray Train, DDP)")
+    ray_group.add_argument("--workers", dest="_workers", type=int, default=0, metavar="N",
+                           help="DDP workers under a Ray TorchTrainer (gloo on CPU, NCCL on GPU); 0: one process, no Ray (default)")
+    ray_group.add_argument("--gpus-per-worker", dest="_gpus_per_worker", type=float, default=0.0, metavar="G",
+                           help="GPUs per worker; > 0 selects NCCL and CUDA devices (default: 0)")
+    ray_group.add_argument("--cpus-per-worker", dest="_cpus_per_worker", type=float, default=1.0, metavar="C",
+                           help="CPUs reserved per worker; fractions allowed (default: 1)")
+    ray_group.add_argument("--sync-bn", dest="_sync_bn", action="store_true",
+                           help="convert BatchNorm to SyncBatchNorm across workers (GPU only)")
+    ray_group.add_argument("--address", dest="_address", default=None,
+                           help="Ray cluster to join ('auto' for a running one); default: start a local Ray")
     add_config_arguments(train, RunConfig)
     train.set_defaults(handler=_cmd_train)
     return parser

@@ -23,6 +23,7 @@ from raygan.checkpoints import LAST, SELECTED, load_checkpoint, save_checkpoint
 from raygan.config import RunConfig
 from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
 from raygan.data.splits import SplitTensors
+from raygan.distributed import DistributedContext
 from raygan.errors import RayganError
 from raygan.evaluation import detection_metrics
 from raygan.methods import Method, build_method
@@ -97,20 +98,32 @@ def train(
     progress: bool = False,
     on_epoch_end: EpochCallback | None = None,
     tensors: SplitTensors | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
+    distributed: DistributedContext | None = None,
+    resume_from: Path | None = None,
 ) -> dict:
-    """Train one run to the end (resuming from ``out_dir``'s last checkpoint) and return its result."""
+    """Train one run to the end and return its result.
+
+    Resumes from ``resume_from`` (a checkpoint file) or else from ``out_dir``'s last checkpoint.
+    Under ``distributed`` every rank trains its shard of each global batch; only rank 0 scores,
+    writes TensorBoard, checkpoints and metrics, and returns the result (other ranks return {}).
+    """
     prepare_torch(cfg)
+    is_main = distributed is None or distributed.is_main
+    world_size = distributed.world_size if distributed is not None else 1
     data_info: dict = {}
     if tensors is None:
         tensors, data_info = load_split_tensors(cfg)
     method = build_method(cfg, tensors.channels, tensors.image_size, device)
     cfg = method.cfg  # resolved: the method's paper defaults filled in
-    state = RunState()
+    if resume_from is None and out_dir is not None and (out_dir / "checkpoints" / LAST).exists():
+        resume_from = out_dir / "checkpoints" / LAST
+    state = _resume(cfg, resume_from, method) if resume_from is not None else RunState()
+    if distributed is not None:
+        method.distribute(distributed)
     writer = None
-    if out_dir is not None:
+    if out_dir is not None and is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        state = _resume_or_start(cfg, out_dir, method)
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         from raygan.tensorboard import RunWriter
 
@@ -120,7 +133,8 @@ def train(
     if not method.uses_labelled_anomalies:
         keep = train_y == 0  # semi-supervised baselines never see labelled anomalies
         train_x, train_y = train_x[keep], train_y[keep]
-    sampler = AnomalyBatchSampler(train_y, cfg.train.batch_size, seed=cfg.seed)
+    rank = distributed.rank if distributed is not None else 0
+    sampler = AnomalyBatchSampler(train_y, cfg.train.batch_size, seed=cfg.seed, num_replicas=world_size, rank=rank)
     grid = _grid_images(tensors)
 
     try:
@@ -130,7 +144,7 @@ def train(
             sums: dict[str, float] = {}
             images = 0
             started = time.perf_counter()
-            with _progress(len(sampler), epoch, cfg.train.epochs, progress) as bar:
+            with _progress(len(sampler), epoch, cfg.train.epochs, progress and is_main) as bar:
                 for step, idx in enumerate(sampler):
                     terms = {k: float(v) for k, v in method.train_step(train_x[idx], train_y[idx]).items()}
                     state.global_step += 1
@@ -146,25 +160,29 @@ def train(
             record = {
                 "epoch": epoch,
                 "train_seconds": seconds,
-                "images_per_s": images / seconds if seconds > 0 else math.nan,
+                # every rank trains an equal share of the global batch
+                "images_per_s": images * world_size / seconds if seconds > 0 else math.nan,
                 "discriminator_resets": method.discriminator_resets,
                 **{f"loss_{k}": v / len(sampler) for k, v in sums.items()},
             }
-            record.update(_evaluate(method, tensors, cfg, writer, epoch, grid))
-            state.history.append(record)
             state.epoch = epoch + 1
-            selected = select_epoch(state.history, cfg.train.select)
             checkpoint = None
-            if out_dir is not None:
-                checkpoint = out_dir / "checkpoints" / LAST
-                payload = _checkpoint_payload(method, cfg, state)
-                save_checkpoint(checkpoint, payload)
-                if selected["epoch"] == epoch:
-                    save_checkpoint(out_dir / "checkpoints" / SELECTED, payload)
-                writer.epoch(record, epoch)
-                _write_metrics(out_dir, _result(cfg, method, state, data_info))
+            if is_main:
+                record.update(_evaluate(method, tensors, cfg, writer, epoch, grid))
+                state.history.append(record)
+                record = {**record, "selected_epoch": select_epoch(state.history, cfg.train.select)["epoch"]}
+                if out_dir is not None:
+                    checkpoint = out_dir / "checkpoints" / LAST
+                    payload = _checkpoint_payload(method, cfg, state)
+                    save_checkpoint(checkpoint, payload)
+                    if record["selected_epoch"] == epoch:
+                        save_checkpoint(out_dir / "checkpoints" / SELECTED, payload)
+                    writer.epoch(record, epoch)
+                    _write_metrics(out_dir, _result(cfg, method, state, data_info))
             if on_epoch_end is not None:
-                on_epoch_end({**record, "selected_epoch": selected["epoch"]}, checkpoint)
+                on_epoch_end(record, checkpoint)
+        if not is_main:
+            return {}
         result = _result(cfg, method, state, data_info)
         if writer is not None:
             writer.final(result)
@@ -217,15 +235,12 @@ def _checkpoint_payload(method: Method, cfg: RunConfig, state: RunState) -> dict
     }
 
 
-def _resume_or_start(cfg: RunConfig, out_dir: Path, method: Method) -> RunState:
-    path = out_dir / "checkpoints" / LAST
-    if not path.exists():
-        return RunState()
+def _resume(cfg: RunConfig, path: Path, method: Method) -> RunState:
     saved = load_checkpoint(path)
     if saved["config"] != cfg.to_dict():
         differing = _differences(saved["config"], cfg.to_dict())
         raise RayganError(
-            f"{out_dir} holds a run with a different configuration ({', '.join(differing[:5])}); "
+            f"{path} holds a run with a different configuration ({', '.join(differing[:5])}); "
             f"choose another --out, or delete {path} to start again"
         )
     method.load_state_dict(saved["method"])

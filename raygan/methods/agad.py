@@ -54,6 +54,13 @@ class AGAD(Method):
         if model.discriminator is None:
             raise ConfigError("model.discriminator: agad needs a discriminator (vgg or dcgan)")
 
+    def ddp_options(self) -> dict[str, dict]:
+        options = super().ddp_options()
+        # Without the pseudo-anomaly pass AdvProp's auxiliary BN never gets a gradient.
+        if self.weight("contextual_adversarial_weight") == 0 and self.cfg.model.bn_strategy.startswith("advprop"):
+            options["generator"]["find_unused_parameters"] = True
+        return options
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
         G, D = self.generator, self.discriminator
         assert D is not None
@@ -63,9 +70,6 @@ class AGAD(Method):
         n_normal = int(normal.sum())
         n_anomalous = len(x) - n_normal
         share_n, share_a = n_normal / len(x), n_anomalous / len(x)
-        eps = self.cfg.loss.reciprocal_epsilon
-        w_adv, w_con = self.weight("adversarial_weight"), self.weight("contextual_weight")
-        w_adcon, w_lat = self.weight("contextual_adversarial_weight"), self.weight("latent_weight")
 
         # First pass.
         if n_anomalous and self.cfg.model.bn_strategy.endswith("freeze"):
@@ -77,46 +81,21 @@ class AGAD(Method):
         else:
             with bn_route(G, "normal"):
                 x_hat = G(x)
+        adcon_dist = None
         # Second pass (skipped when the term is off: Table 4's "w/o").
-        if w_adcon > 0:
+        if self.weight("contextual_adversarial_weight") > 0:
             with bn_route(G, "pseudo_anomaly"):
                 x_hat2 = G(x_hat.detach() if self.cfg.loss.detach_pseudo_anomaly else x_hat)
             adcon_dist = (x_hat - x_hat2).abs().flatten(1).mean(1)  # |x̂ − x̂′|₁ per image
-        logit_real, z = D(x)
-        logit_fake, z_hat = D(x_hat)
-        z = z.detach()  # D(x) does not depend on G; the latent loss trains G only
-        latent_dist = (z - z_hat).pow(2).mean(1)
+        with self.discriminator_local():
+            logit_real, z = D(x)
+            logit_fake, z_hat = D(x_hat)
+            latent_dist = (z.detach() - z_hat).pow(2).mean(1)  # D(x) does not depend on G
+            loss_g, terms = self._generator_loss(x, x_hat, adcon_dist, logit_fake, latent_dist, n_normal)
+            self.step_generator(loss_g)
 
-        terms: Terms = {}
-        loss_g = x.new_zeros(())
-        if n_normal:
-            sl = slice(0, n_normal)
-            adv_n = F.binary_cross_entropy_with_logits(logit_fake[sl], torch.ones_like(logit_fake[sl]))
-            con_n = (x[sl] - x_hat[sl]).abs().mean()
-            lat_n = latent_dist[sl].mean()
-            loss_n = w_adv * adv_n + w_con * con_n + w_lat * lat_n
-            terms.update(g_adv_normal=adv_n, g_con_normal=con_n, g_lat_normal=lat_n)
-            if w_adcon > 0:
-                adcon_n = -adcon_dist[sl].mean()  # eq. 8: negative L1, minimised
-                loss_n = loss_n + w_adcon * adcon_n
-                terms["g_adcon_normal"] = adcon_n
-            loss_g = loss_g + share_n * loss_n
-        if n_anomalous:
-            sl = slice(n_normal, None)
-            adv_a = F.binary_cross_entropy_with_logits(logit_fake[sl], torch.zeros_like(logit_fake[sl]))
-            lat_a = latent_dist[sl].mean()
-            loss_a = w_adv / (adv_a + eps) + w_lat / (lat_a + eps)
-            terms.update(g_adv_anomalous=adv_a, g_lat_anomalous=lat_a)
-            if w_adcon > 0:
-                adcon_a = adcon_dist[sl].mean()
-                loss_a = loss_a + w_adcon / (adcon_a + eps)
-                terms["g_adcon_anomalous"] = adcon_a
-            terms["g_anomaly_loss"] = loss_a
-            loss_g = loss_g + share_a * loss_a
-        self.step_generator(loss_g)
-        terms["g_loss"] = loss_g
-
-        # D step: reuses D(x) (D's weights have not changed), fresh D(x̂) on the detached x̂.
+        # D step: reuses D(x) (D's weights have not changed), fresh D(x̂) on the detached x̂; this
+        # last forward is the synchronised one under DDP.
         logit_fake_d, _ = D(x_hat.detach())
         loss_d = x.new_zeros(())
         if n_normal:
@@ -134,5 +113,48 @@ class AGAD(Method):
         terms["d_loss"] = loss_d
         return {k: v.detach() for k, v in terms.items()}
 
+    def _generator_loss(
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        adcon_dist: torch.Tensor | None,
+        logit_fake: torch.Tensor,
+        latent_dist: torch.Tensor,
+        n_normal: int,
+    ) -> tuple[torch.Tensor, Terms]:
+        """Normality loss on rows [:n_normal], reciprocal anomaly loss on the rest (eq. 9-11)."""
+        eps = self.cfg.loss.reciprocal_epsilon
+        w_adv, w_con = self.weight("adversarial_weight"), self.weight("contextual_weight")
+        w_adcon, w_lat = self.weight("contextual_adversarial_weight"), self.weight("latent_weight")
+        n_anomalous = len(x) - n_normal
+        terms: Terms = {}
+        loss_g = x.new_zeros(())
+        if n_normal:
+            sl = slice(0, n_normal)
+            adv_n = F.binary_cross_entropy_with_logits(logit_fake[sl], torch.ones_like(logit_fake[sl]))
+            con_n = (x[sl] - x_hat[sl]).abs().mean()
+            lat_n = latent_dist[sl].mean()
+            loss_n = w_adv * adv_n + w_con * con_n + w_lat * lat_n
+            terms.update(g_adv_normal=adv_n, g_con_normal=con_n, g_lat_normal=lat_n)
+            if adcon_dist is not None:
+                adcon_n = -adcon_dist[sl].mean()  # eq. 8: negative L1, minimised
+                loss_n = loss_n + w_adcon * adcon_n
+                terms["g_adcon_normal"] = adcon_n
+            loss_g = loss_g + n_normal / len(x) * loss_n
+        if n_anomalous:
+            sl = slice(n_normal, None)
+            adv_a = F.binary_cross_entropy_with_logits(logit_fake[sl], torch.zeros_like(logit_fake[sl]))
+            lat_a = latent_dist[sl].mean()
+            loss_a = w_adv / (adv_a + eps) + w_lat / (lat_a + eps)
+            terms.update(g_adv_anomalous=adv_a, g_lat_anomalous=lat_a)
+            if adcon_dist is not None:
+                adcon_a = adcon_dist[sl].mean()
+                loss_a = loss_a + w_adcon / (adcon_a + eps)
+                terms["g_adcon_anomalous"] = adcon_a
+            terms["g_anomaly_loss"] = loss_a
+            loss_g = loss_g + n_anomalous / len(x) * loss_a
+        terms["g_loss"] = loss_g
+        return loss_g, terms
+
     def _score(self, x: torch.Tensor) -> torch.Tensor:
-        return reconstruction_l2(x, self.generator(x))
+        return reconstruction_l2(x, self.g_module(x))

@@ -24,4 +24,4 @@ class Autoencoder(Method):
         return {"g_con": loss.detach(), "g_loss": loss.detach()}
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
-        return reconstruction_l2(x, self.generator(x))
+        return reconstruction_l2(x, self.g_module(x))

@@ -7,6 +7,7 @@ mini-batch and 0/1 targets, and `score(x)` for anomaly scores (higher = more ano
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import ClassVar
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from raygan.config import LossConfig, ModelConfig, RunConfig
+from raygan.distributed import DistributedContext
 from raygan.errors import ConfigError
 from raygan.models import build_discriminator, build_generator, dcgan_init
 from raygan.registry import Registry
@@ -45,6 +47,10 @@ class Method:
             # The BN strategy acts on the generator, which carries x, x̂ and true anomalies
             # through separate routed passes (AGAD §6.2); D keeps plain shared BN.
             self.discriminator = build_discriminator(model.discriminator, channels, image_size).to(self.device)
+        # The unwrapped networks: state, eval-mode scoring and re-initialisation use these, while
+        # train steps call self.generator / self.discriminator, which `distribute` may wrap in DDP.
+        self.g_module, self.d_module = self.generator, self.discriminator
+        self.distributed: DistributedContext | None = None
         # NHWC lets oneDNN pick faster convolution kernels on CPU: 1.4x faster AGAD training
         # steps measured here (benchmarks/throughput.py); it changes no result beyond rounding.
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
@@ -98,10 +104,28 @@ class Method:
         return x.to(self.device).contiguous(memory_format=self.memory_format)
 
     def networks(self) -> dict[str, nn.Module]:
-        nets = {"generator": self.generator}
-        if self.discriminator is not None:
-            nets["discriminator"] = self.discriminator
+        nets = {"generator": self.g_module}
+        if self.d_module is not None:
+            nets["discriminator"] = self.d_module
         return nets
+
+    def ddp_options(self) -> dict[str, dict]:
+        """DistributedDataParallel keyword arguments per network (chosen from measurements).
+
+        find_unused_parameters costs a graph traversal per step, so it is on only where a parameter
+        really goes unused: AdvProp's auxiliary BN when no pseudo-anomaly pass runs. Buffers (BN
+        running statistics) are broadcast from rank 0 at every forward (DDP's default), so all
+        ranks score and freeze with the same statistics.
+        """
+        return {name: {"find_unused_parameters": False} for name in self.networks()}
+
+    def distribute(self, context: DistributedContext) -> None:
+        """Wrap the networks for data-parallel training (e.g. DDP through Ray's prepare_model)."""
+        self.distributed = context
+        options = self.ddp_options()
+        self.generator = context.wrap(self.g_module, options["generator"])
+        if self.d_module is not None:
+            self.discriminator = context.wrap(self.d_module, options["discriminator"])
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {"generator": self.optimizer_g}
@@ -117,6 +141,18 @@ class Method:
         for net in self.networks().values():
             net.eval()
 
+    def discriminator_local(self):
+        """Context for the generator step's discriminator passes: no gradient all-reduce for D.
+
+        The G step backpropagates through D only to reach G; D's own gradients from it are
+        discarded (zeroed before the D step), so under DDP they must not be synchronised: and
+        where the G loss does not use every D output (GANomaly's feature matching leaves D's
+        classifier unused) a synchronised pass would leave DDP waiting for gradients forever.
+        """
+        if isinstance(self.discriminator, nn.parallel.DistributedDataParallel):
+            return self.discriminator.no_sync()
+        return contextlib.nullcontext()
+
     def step_generator(self, loss: torch.Tensor) -> None:
         self.optimizer_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -128,9 +164,16 @@ class Method:
         loss.backward()
         self.optimizer_d.step()
         # A collapsed D gives G no signal: re-initialise it (AGAD Alg. 1 δ; GANomaly, 1e-5).
-        # Adam's moments belong to the old weights, so they are reset too.
-        if loss.item() < self.cfg.loss.discriminator_reset_threshold:
-            self.discriminator.apply(dcgan_init)
+        # Adam's moments belong to the old weights, so they are reset too. Under DDP the decision
+        # uses the loss averaged over ranks and rank 0's new weights are broadcast, so replicas
+        # never diverge.
+        value = loss.item()
+        if self.distributed is not None:
+            value = self.distributed.all_reduce_mean(value)
+        if value < self.cfg.loss.discriminator_reset_threshold:
+            self.d_module.apply(dcgan_init)
+            if self.distributed is not None:
+                self.distributed.broadcast_module(self.d_module)
             self.optimizer_d.state.clear()
             self.discriminator_resets += 1
 
@@ -143,7 +186,7 @@ class Method:
     @torch.no_grad()
     def score(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Anomaly scores, networks in eval mode (BN running statistics: order-independent)."""
-        was_training = self.generator.training
+        was_training = self.g_module.training
         self.eval_mode()
         try:
             parts = [self._score(self.prepare(x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)]
@@ -157,10 +200,10 @@ class Method:
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        was_training = self.generator.training
+        was_training = self.g_module.training
         self.eval_mode()
         try:
-            return self.generator(self.prepare(x)).cpu()
+            return self.g_module(self.prepare(x)).cpu()
         finally:
             if was_training:
                 self.train_mode()

@@ -46,17 +46,18 @@ class GANomaly(Method):
         G, D = self.generator, self.discriminator
         x = self.prepare(x)
         x_hat, z, z_hat = G(x, return_latents=True)
-        logit_real, feat_real = D(x)
-        _, feat_fake = D(x_hat)
-        adv = (feat_real.detach() - feat_fake).pow(2).mean()
-        con = (x - x_hat).abs().mean()
-        enc = (z - z_hat).pow(2).mean()
-        loss_g = (
-            self.weight("adversarial_weight") * adv
-            + self.weight("contextual_weight") * con
-            + self.weight("latent_weight") * enc
-        )
-        self.step_generator(loss_g)
+        with self.discriminator_local():
+            logit_real, feat_real = D(x)
+            _, feat_fake = D(x_hat)
+            adv = (feat_real.detach() - feat_fake).pow(2).mean()
+            con = (x - x_hat).abs().mean()
+            enc = (z - z_hat).pow(2).mean()
+            loss_g = (
+                self.weight("adversarial_weight") * adv
+                + self.weight("contextual_weight") * con
+                + self.weight("latent_weight") * enc
+            )
+            self.step_generator(loss_g)
         logit_fake, _ = D(x_hat.detach())
         loss_d = _discriminator_loss(logit_real, logit_fake)
         self.step_discriminator(loss_d)
@@ -65,7 +66,7 @@ class GANomaly(Method):
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         # papers/002 §3.3 uses the L1 distance; the official code the mean squared one.
-        _, z, z_hat = self.generator(x, return_latents=True)
+        _, z, z_hat = self.g_module(x, return_latents=True)
         return (z - z_hat).abs().mean(1)
 
 
@@ -91,17 +92,18 @@ class SkipGANomaly(Method):
         G, D = self.generator, self.discriminator
         x = self.prepare(x)
         x_hat = G(x)
-        logit_real, feat_real = D(x)
-        logit_fake, feat_fake = D(x_hat)
-        adv = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
-        con = (x - x_hat).abs().mean()
-        lat = (feat_real.detach() - feat_fake).pow(2).mean()
-        loss_g = (
-            self.weight("adversarial_weight") * adv
-            + self.weight("contextual_weight") * con
-            + self.weight("latent_weight") * lat
-        )
-        self.step_generator(loss_g)
+        with self.discriminator_local():
+            logit_real, feat_real = D(x)
+            logit_fake, feat_fake = D(x_hat)
+            adv = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
+            con = (x - x_hat).abs().mean()
+            lat = (feat_real.detach() - feat_fake).pow(2).mean()
+            loss_g = (
+                self.weight("adversarial_weight") * adv
+                + self.weight("contextual_weight") * con
+                + self.weight("latent_weight") * lat
+            )
+            self.step_generator(loss_g)
         logit_fake_d, _ = D(x_hat.detach())
         loss_d = _discriminator_loss(logit_real, logit_fake_d)
         self.step_discriminator(loss_d)
@@ -109,9 +111,9 @@ class SkipGANomaly(Method):
         return {k: v.detach() for k, v in terms.items()}
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
-        x_hat = self.generator(x)
-        _, feat_real = self.discriminator(x)
-        _, feat_fake = self.discriminator(x_hat)
+        x_hat = self.g_module(x)
+        _, feat_real = self.d_module(x)
+        _, feat_fake = self.d_module(x_hat)
         reconstruction = (x - x_hat).flatten(1).pow(2).mean(1)
         latent = (feat_real - feat_fake).pow(2).mean(1)
         return self.score_mix * reconstruction + (1 - self.score_mix) * latent

@@ -1,0 +1,168 @@
+"""Ray Train layer: the same epoch loop, data-parallel under a TorchTrainer (DDP).
+
+Nothing about models or losses lives here. Each worker runs `raygan.loop.train` with a
+`DistributedContext` whose ``wrap`` is Ray's ``prepare_model`` (DistributedDataParallel; gloo on
+CPU, NCCL on GPU). The global batch is the configured one: each of the N workers trains its
+1/N slice of every global batch (see `AnomalyBatchSampler`). Rank 0 scores validation and test on
+the whole sets, writes TensorBoard, checkpoints and metrics, and reports once per epoch with a
+checkpoint; every rank reports, because `ray.train.report` is a barrier.
+
+A run resumes from its latest checkpoint when started again with the same ``--out``: the Ray run
+is named after the configuration hash and stored under ``<out>/ray``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from raygan.config import RunConfig
+from raygan.data.splits import build_split, load_for_config
+from raygan.errors import ConfigError, RayganError
+from raygan.methods import METHODS
+
+RAY_DIR = "ray"
+RESULT_FILE = "result.json"
+
+
+def check_scaling(cfg: RunConfig, workers: int, gpus_per_worker: float, cpus_per_worker: float, sync_bn: bool) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1 for distributed training; got {workers}")
+    if cfg.train.batch_size % workers:
+        raise ConfigError(
+            f"train.batch_size {cfg.train.batch_size} is not divisible by --workers {workers}: the global "
+            f"batch is split evenly, each worker gets batch_size / workers"
+        )
+    if sync_bn and gpus_per_worker <= 0:
+        raise ConfigError(
+            "--sync-bn needs GPUs (--gpus-per-worker > 0): torch's SyncBatchNorm only runs on GPU "
+            "modules. On CPU each worker normalises with its own batch statistics (see README)."
+        )
+    if cpus_per_worker <= 0:
+        raise ConfigError(f"--cpus-per-worker must be > 0; got {cpus_per_worker}")
+
+
+def _flat_metrics(record: dict) -> dict:
+    return {k: v for k, v in record.items() if isinstance(v, (int, float, str, bool))}
+
+
+def _train_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+    import torch
+    from torch import nn
+
+    from raygan.distributed import DistributedContext
+    from raygan.loop import train
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    cfg = RunConfig.from_dict(loop_config["config"])
+    out_dir = Path(loop_config["out_dir"])
+    if loop_config["threads"]:
+        torch.set_num_threads(loop_config["threads"])
+
+    def wrap(module: nn.Module, options: dict) -> nn.Module:
+        if loop_config["sync_bn"]:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        if world == 1:  # prepare_model does not wrap a single worker; nothing to synchronise
+            return ray.train.torch.prepare_model(module, parallel_strategy=None)
+        return ray.train.torch.prepare_model(module, parallel_strategy_kwargs=options)
+
+    resume_from = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        resume_from = Path(checkpoint.to_directory()) / "last.pt"
+
+    def report(record: dict, checkpoint_path: Path | None, result: dict | None = None) -> None:
+        if checkpoint_path is None:
+            ray.train.report(_flat_metrics(record))
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy2(checkpoint_path, Path(tmp) / "last.pt")
+            if result is not None:
+                (Path(tmp) / RESULT_FILE).write_text(json.dumps(result))
+            ray.train.report(_flat_metrics(record), checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    result = train(
+        cfg,
+        out_dir=out_dir,
+        on_epoch_end=report,
+        device=ray.train.torch.get_device(),
+        distributed=DistributedContext(rank, world, wrap),
+        resume_from=resume_from,
+    )
+    # One more report on every rank (a barrier): rank 0's checkpoint carries the final result to
+    # the driver, which may run on another node than rank 0.
+    last = out_dir / "checkpoints" / "last.pt" if rank == 0 else None
+    report({"final": True}, last, result if rank == 0 else None)
+
+
+def train_with_ray(
+    cfg: RunConfig,
+    out_dir: Path | None,
+    workers: int,
+    gpus_per_worker: float = 0.0,
+    cpus_per_worker: float = 1.0,
+    sync_bn: bool = False,
+    address: str | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Run one training as a Ray Train TorchTrainer with ``workers`` DDP workers; return rank 0's result."""
+    cfg = METHODS.get(cfg.method).resolve(cfg)
+    check_scaling(cfg, workers, gpus_per_worker, cpus_per_worker, sync_bn)
+    build_split(load_for_config(cfg.data), cfg.data)  # bad data arguments fail here, not in a worker
+    out_dir = (out_dir or Path(tempfile.mkdtemp(prefix="raygan-train-"))).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if not ray.is_initialized():
+        # Workers print nothing useful to stdout; keeping it off the driver keeps the JSON line last.
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    available = ray.cluster_resources().get("CPU", 0)
+    if workers * cpus_per_worker > available:
+        raise ConfigError(
+            f"{workers} workers x {cpus_per_worker} CPUs need {workers * cpus_per_worker:g} CPUs; the Ray "
+            f"cluster has {available:g}. Use fewer --workers or a fractional --cpus-per-worker (e.g. 0.5)."
+        )
+    resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={
+            "config": cfg.to_dict(),
+            "out_dir": str(out_dir),
+            "sync_bn": sync_bn,
+            "threads": threads,
+        },
+        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
+        run_config=RayRunConfig(
+            # Same configuration, same name and storage: Ray resumes from the latest checkpoint.
+            name=f"train-{cfg.stable_hash()}",
+            storage_path=str(out_dir / RAY_DIR),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps worker errors; show the worker's own message
+        raise RayganError(f"distributed training failed: {_root_message(exc)}") from None
+    with result.checkpoint.as_directory() as directory:
+        final = json.loads((Path(directory) / RESULT_FILE).read_text())
+    final["workers"] = workers
+    return final
+
+
+def _root_message(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line and not line.startswith(("File ", "^", "~")):
+            return line
+    return type(exc).__name__
