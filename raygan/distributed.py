@@ -22,13 +22,15 @@ class DistributedContext:
     rank: int
     world_size: int
     wrap: Wrap
+    # Collectives run on this device: NCCL only reduces CUDA tensors.
+    device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def all_reduce_mean(self, value: float) -> float:
-        tensor = torch.tensor([value], dtype=torch.float64)
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 

@@ -86,12 +86,13 @@ def _train_worker(loop_config: dict) -> None:
                 (Path(tmp) / RESULT_FILE).write_text(json.dumps(result))
             ray.train.report(_flat_metrics(record), checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
+    device = ray.train.torch.get_device()
     result = train(
         cfg,
         out_dir=out_dir,
         on_epoch_end=report,
-        device=ray.train.torch.get_device(),
-        distributed=DistributedContext(rank, world, wrap),
+        device=device,
+        distributed=DistributedContext(rank, world, wrap, device),
         resume_from=resume_from,
     )
     # One more report on every rank (a barrier): rank 0's checkpoint carries the final result to
