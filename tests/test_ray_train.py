@@ -74,7 +74,7 @@ def test_two_workers_through_the_cli_match_one_process(ray_cluster, tmp_path):
 
 def test_a_killed_run_resumes_from_its_checkpoint(ray_cluster, tmp_path):
     out = tmp_path / "run"
-    args = (*RUN, "--epochs", "3", "--workers", "2", "--address", ray_cluster, "--out", str(out))
+    args = (*RUN, "--epochs", "4", "--workers", "2", "--address", ray_cluster, "--out", str(out))
     driver = cli(*args, start_new_session=True)
     metrics_file = out / "metrics.json"
     deadline = time.time() + 600
@@ -95,6 +95,6 @@ def test_a_killed_run_resumes_from_its_checkpoint(ray_cluster, tmp_path):
 
     resumed = finish(cli(*args))
     history = json.loads(metrics_file.read_text())["history"]
-    assert [h["epoch"] for h in history] == [0, 1, 2]  # nothing lost, nothing repeated
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]  # nothing lost, nothing repeated
     assert history[0]["train_seconds"] == first_epoch["train_seconds"]  # epoch 0 was not run again
-    assert resumed["epochs"] == 3
+    assert resumed["epochs"] == 4
