@@ -19,10 +19,11 @@ import pytest
 from raygan.config import RunConfig
 from raygan.loop import train
 
-# The autoencoder trains smoothly, so two runs can be compared; digits with class 3 anomalous gives
-# ~1,000 normal training images, 16 steps of 2 x 32 per epoch.
-RUN = ["--method", "autoencoder", "--dataset", "digits", "--anomaly-class", "3", "--backbone", "naive",
-       "--latent-size", "16", "--batch-size", "64", "--lr", "0.001"]
+# A configuration whose test AUROC follows the same trajectory whatever the thread count or the
+# number of workers (measured: 0.923 0.899 0.824 0.769 in one process, 0.923 0.899 0.822 0.769 with
+# two workers), so that "as good as one process" can be checked epoch by epoch.
+RUN = ["--method", "autoencoder", "--dataset", "digits", "--normal-class", "0", "--backbone", "naive",
+       "--latent-size", "16", "--batch-size", "32", "--lr", "0.001"]
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +52,7 @@ def finish(process: subprocess.Popen, timeout: float = 600) -> dict:
     "args,message",
     [
         (["--workers", "2", "--sync-bn"], "--sync-bn needs GPUs"),
-        (["--workers", "3"], "batch_size 64 is not divisible by --workers 3"),
+        (["--workers", "3"], "batch_size 32 is not divisible by --workers 3"),
         (["--sync-bn"], "add --workers N"),
     ],
 )
@@ -66,12 +67,12 @@ def test_two_workers_through_the_cli_match_one_process(ray_cluster, tmp_path):
     one = train(cfg)
     assert two["workers"] == 2 and two["epochs"] == 4
     assert set(one) - {"history", "counts"} <= set(two)  # same result keys, plus workers
-    # Per-worker BN statistics (32 images each) make the runs differ: measured here 0.81 (one
-    # process) against 0.87 (two workers). Both must be clearly above chance and within 0.1.
-    assert one["auroc"] > 0.65 and two["auroc"] > 0.65, (two["auroc"], one["auroc"])
-    assert abs(two["auroc"] - one["auroc"]) < 0.1, (two["auroc"], one["auroc"])
+    # Per-worker BN statistics (16 images each) make the runs differ slightly, epoch by epoch.
     metrics = json.loads((tmp_path / "w2" / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2, 3]
+    for got, want in zip(metrics["history"], one["history"]):
+        assert abs(got["auroc_test"] - want["auroc_test"]) < 0.03, (got["auroc_test"], want["auroc_test"])
+    assert two["auroc"] > 0.85 and abs(two["auroc"] - one["auroc"]) < 0.03
     assert (tmp_path / "w2" / "checkpoints" / "last.pt").exists()
     assert list((tmp_path / "w2" / "tensorboard").glob("events.out.tfevents.*"))
 
