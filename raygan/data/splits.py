@@ -23,7 +23,7 @@ import torch
 from raygan.config import DataConfig
 from raygan.data.datasets import ImageDataset, load_dataset, to_model_input
 from raygan.data.splitmix import keyed_order
-from raygan.errors import ConfigError, DataError
+from raygan.errors import ConfigError
 
 NORMAL, ANOMALOUS = 0, 1
 
@@ -173,11 +173,3 @@ def split_tensors(dataset: ImageDataset, split: OneClassSplit, image_size: int |
         torch.from_numpy(split.test.classes), size, dataset.channels,
     )
 
-
-def check_dataset_classes(dataset: ImageDataset) -> None:
-    """Every class must appear in both official parts, or one-class protocols are meaningless."""
-    counts = dataset.class_counts()
-    for part, per_class in counts.items():
-        missing = [dataset.class_names[c] for c, n in enumerate(per_class) if n == 0]
-        if missing:
-            raise DataError(f"{dataset.name}: no {part} images for class(es) {', '.join(missing)}")

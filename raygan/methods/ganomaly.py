@@ -20,8 +20,35 @@ def _discriminator_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> t
     )
 
 
+class _GanomalyFamily(Method):
+    """The step both GANomaly variants share: weighted G terms, then D on real vs detached fake."""
+
+    @classmethod
+    def check_model(cls, model: ModelConfig) -> None:
+        if model.discriminator is None:
+            raise ConfigError(f"model.discriminator: {cls.name} needs a discriminator")
+
+    def generator_terms(self, x, x_hat, extra, logit_fake, feat_real, feat_fake) -> dict[str, torch.Tensor]:
+        """Unweighted G terms keyed by the name of their weight (``adversarial_weight``, ...)."""
+        raise NotImplementedError
+
+    def adversarial_step(self, x: torch.Tensor, x_hat: torch.Tensor, extra, names: dict[str, str]) -> Terms:
+        D = self.discriminator
+        with self.discriminator_local():
+            logit_real, feat_real = D(x)
+            logit_fake, feat_fake = D(x_hat)
+            terms = self.generator_terms(x, x_hat, extra, logit_fake, feat_real.detach(), feat_fake)
+            loss_g = sum(self.weight(weight) * term for weight, term in terms.items())
+            self.step_generator(loss_g)
+        logit_fake_d, _ = D(x_hat.detach())
+        loss_d = _discriminator_loss(logit_real, logit_fake_d)
+        self.step_discriminator(loss_d)
+        named = {names[weight]: term for weight, term in terms.items()}
+        return {k: v.detach() for k, v in {**named, "g_loss": loss_g, "d_loss": loss_d}.items()}
+
+
 @METHODS.register("ganomaly")
-class GANomaly(Method):
+class GANomaly(_GanomalyFamily):
     """Encoder-decoder-encoder G; losses L_adv (feature matching on D's features, L2), L_con (L1),
     L_enc (L2 between G_E(x) and E(G(x))); weights 1/50/1; score ‖G_E(x) − E(G(x))‖₁ (papers/002).
     """
@@ -39,30 +66,21 @@ class GANomaly(Method):
                 f"model.backbone {model.backbone!r}: ganomaly scores with the latents of its "
                 f"encoder-decoder-encoder generator; use backbone 'ganomaly'"
             )
-        if model.discriminator is None:
-            raise ConfigError("model.discriminator: ganomaly needs a discriminator")
+        super().check_model(model)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
-        G, D = self.generator, self.discriminator
         x = self.prepare(x)
-        x_hat, z, z_hat = G(x, return_latents=True)
-        with self.discriminator_local():
-            logit_real, feat_real = D(x)
-            _, feat_fake = D(x_hat)
-            adv = (feat_real.detach() - feat_fake).pow(2).mean()
-            con = (x - x_hat).abs().mean()
-            enc = (z - z_hat).pow(2).mean()
-            loss_g = (
-                self.weight("adversarial_weight") * adv
-                + self.weight("contextual_weight") * con
-                + self.weight("latent_weight") * enc
-            )
-            self.step_generator(loss_g)
-        logit_fake, _ = D(x_hat.detach())
-        loss_d = _discriminator_loss(logit_real, logit_fake)
-        self.step_discriminator(loss_d)
-        terms = {"g_adv": adv, "g_con": con, "g_enc": enc, "g_loss": loss_g, "d_loss": loss_d}
-        return {k: v.detach() for k, v in terms.items()}
+        x_hat, z, z_hat = self.generator(x, return_latents=True)
+        names = {"adversarial_weight": "g_adv", "contextual_weight": "g_con", "latent_weight": "g_enc"}
+        return self.adversarial_step(x, x_hat, (z, z_hat), names)
+
+    def generator_terms(self, x, x_hat, latents, logit_fake, feat_real, feat_fake):
+        z, z_hat = latents
+        return {
+            "adversarial_weight": (feat_real - feat_fake).pow(2).mean(),  # feature matching
+            "contextual_weight": (x - x_hat).abs().mean(),
+            "latent_weight": (z - z_hat).pow(2).mean(),
+        }
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         # papers/002 §3.3 uses the L1 distance; the official code the mean squared one.
@@ -71,7 +89,7 @@ class GANomaly(Method):
 
 
 @METHODS.register("skip_ganomaly")
-class SkipGANomaly(Method):
+class SkipGANomaly(_GanomalyFamily):
     """UNet generator with GANomaly-style training: L_adv (BCE on D(x̂)), L_con (L1), L_lat (L2 on
     D's features); weights 1/40/1 (Akcay et al. 2019); score 0.9·‖x − x̂‖² + 0.1·‖f(x) − f(x̂)‖².
     """
@@ -83,32 +101,17 @@ class SkipGANomaly(Method):
     weight_names = tuple(default_weights)
     score_mix = 0.9  # Skip-GANomaly's λ between reconstruction and latent error
 
-    @classmethod
-    def check_model(cls, model: ModelConfig) -> None:
-        if model.discriminator is None:
-            raise ConfigError("model.discriminator: skip_ganomaly needs a discriminator")
-
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
-        G, D = self.generator, self.discriminator
         x = self.prepare(x)
-        x_hat = G(x)
-        with self.discriminator_local():
-            logit_real, feat_real = D(x)
-            logit_fake, feat_fake = D(x_hat)
-            adv = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
-            con = (x - x_hat).abs().mean()
-            lat = (feat_real.detach() - feat_fake).pow(2).mean()
-            loss_g = (
-                self.weight("adversarial_weight") * adv
-                + self.weight("contextual_weight") * con
-                + self.weight("latent_weight") * lat
-            )
-            self.step_generator(loss_g)
-        logit_fake_d, _ = D(x_hat.detach())
-        loss_d = _discriminator_loss(logit_real, logit_fake_d)
-        self.step_discriminator(loss_d)
-        terms = {"g_adv": adv, "g_con": con, "g_lat": lat, "g_loss": loss_g, "d_loss": loss_d}
-        return {k: v.detach() for k, v in terms.items()}
+        names = {"adversarial_weight": "g_adv", "contextual_weight": "g_con", "latent_weight": "g_lat"}
+        return self.adversarial_step(x, self.generator(x), None, names)
+
+    def generator_terms(self, x, x_hat, extra, logit_fake, feat_real, feat_fake):
+        return {
+            "adversarial_weight": F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake)),
+            "contextual_weight": (x - x_hat).abs().mean(),
+            "latent_weight": (feat_real - feat_fake).pow(2).mean(),
+        }
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         x_hat = self.g_module(x)

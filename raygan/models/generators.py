@@ -126,10 +126,20 @@ class NestedUNet(nn.Module):
     The output is read from x^{0,4} (no deep supervision; it would only add 1x1 heads).
     """
 
-    def __init__(self, channels: int, image_size: int, norm: NormFactory, *, dense: bool) -> None:
+    dense: bool  # set by the registered subclasses
+
+    # latent_size is accepted for the uniform factory signature; a U-Net has no vector bottleneck
+    # (the 512-wide x^{4,0} map is part of Table 8's count), so it does not use it.
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        latent_size: int = 100,
+        norm: NormFactory = shared_batch_norm,
+    ) -> None:
         super().__init__()
         check_image_geometry(channels, image_size)
-        self.dense = dense
+        dense = self.dense
         self.depth = len(UNET_WIDTHS) - 1
         self.nodes = nn.ModuleDict()
         self.upsamplers = nn.ModuleDict()
@@ -184,31 +194,14 @@ class UNet(NestedUNet):
     Widths 32..512 as in Zhou et al., giving Table 8's 7.76 M parameters at 1x32x32.
     """
 
-    # latent_size is accepted for the uniform factory signature; a U-Net has no vector bottleneck
-    # (the 512-wide x^{4,0} map is part of Table 8's count), so it does not use it.
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        latent_size: int = 100,
-        norm: NormFactory = shared_batch_norm,
-    ) -> None:
-        super().__init__(channels, image_size, norm, dense=False)
+    dense = False
 
 
 @GENERATORS.register("unetpp")
 class UNetPlusPlus(NestedUNet):
     """UNet++ (Zhou et al. 2020; AGAD's main generator, §3.3.1): dense nested skip pathways."""
 
-    # latent_size is unused, as for UNet.
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        latent_size: int = 100,
-        norm: NormFactory = shared_batch_norm,
-    ) -> None:
-        super().__init__(channels, image_size, norm, dense=True)
+    dense = True
 
 
 @GENERATORS.register("ganomaly")
