@@ -184,3 +184,14 @@ def test_resolved_config_records_the_paper_defaults():
     assert method_for("ganomaly").cfg.loss.contextual_weight == 50.0
     with pytest.raises(ConfigError):
         RunConfig.from_dict({"loss": {"contextual_weight": -1}})
+
+
+def test_cpu_methods_use_fused_adam_and_keep_freed_memory():
+    import platform
+
+    from raygan import allocator
+
+    method = method_for("agad")
+    assert all(opt.defaults["fused"] for opt in method.optimizers().values())
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and not allocator._configured_elsewhere():
+        assert allocator.keep_freed_memory()  # idempotent: set once per process, reported after

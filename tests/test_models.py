@@ -158,6 +158,46 @@ def test_discriminator_forward_backward_under_every_bn_strategy(name: str, strat
     _assert_every_parameter_learns(discriminator)
 
 
+def _vgg_conv_bn_leaky_pool(discriminator: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VGG discriminator as AGAD writes it: Conv-BN-LeakyReLU-MaxPool per block."""
+    layers = list(discriminator.features)
+    for conv, norm in (layers[0:2], layers[4:6]):
+        x = nn.functional.max_pool2d(nn.functional.leaky_relu(norm(conv(x)), 0.2), 2)
+    features = layers[8](x)
+    return discriminator.classifier(features).flatten(), features.flatten(1)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_vgg_pooling_before_leaky_relu_equals_the_paper_order(memory_format: torch.memory_format) -> None:
+    # LeakyReLU is monotone non-decreasing, so it commutes with max pooling; BN (whose scale may be
+    # negative, as set here) stays before the pool.
+    discriminator = build_discriminator("vgg", channels=1, image_size=32).double()
+    kinds = [type(layer) for layer in discriminator.features]
+    assert kinds[1:4] == [RoutedBatchNorm2d, nn.MaxPool2d, nn.LeakyReLU], kinds
+    with torch.no_grad():
+        for layer in discriminator.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.weight.copy_(torch.randn_like(layer.weight))  # about half negative
+                layer.bias.copy_(torch.randn_like(layer.bias))
+    discriminator.to(memory_format=memory_format)
+    x = _images(8, 1, 32).double()
+    x[:2] = 0.5  # constant images: ties inside every pooling window
+    results = []
+    for forward in (discriminator, lambda inputs: _vgg_conv_bn_leaky_pool(discriminator, inputs)):
+        discriminator.zero_grad(set_to_none=True)
+        inputs = x.clone().contiguous(memory_format=memory_format).requires_grad_()
+        logits, features = forward(inputs)
+        (logits.sum() + features.square().mean()).backward()
+        grads = [p.grad.clone() for p in discriminator.parameters()]
+        results.append((logits.detach(), features.detach(), inputs.grad, grads))
+    (logits_new, features_new, x_grad_new, grads_new), (logits_old, features_old, x_grad_old, grads_old) = results
+    torch.testing.assert_close(logits_new, logits_old)
+    torch.testing.assert_close(features_new, features_old)
+    torch.testing.assert_close(x_grad_new, x_grad_old)
+    for new, old in zip(grads_new, grads_old):
+        torch.testing.assert_close(new, old)
+
+
 # --- input checks ------------------------------------------------------------------------------
 
 ALL_BUILDERS = [("generator", name) for name in GENERATORS.names()] + [
