@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import typing
+from pathlib import Path
 from collections.abc import Sequence
 
 from raygan.config import ConfigSection, DataConfig
@@ -202,6 +203,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study_list(args: argparse.Namespace) -> int:
+    from raygan.study import load_studies
+
+    studies = load_studies()
+    for name in studies:
+        study = studies.get(name)
+        print(f"{name:18s} {study.reproduces}")
+        for profile_name, profile in study.profiles.items():
+            print(f"{'':18s}   {profile_name}: {profile.description}")
+    return 0
+
+
+def _cmd_study_run(args: argparse.Namespace) -> int:
+    from raygan.study import load_studies
+    from raygan.study_cli import run
+
+    return run(load_studies().get(args.name), args)
+
+
+def _cmd_study_best(args: argparse.Namespace) -> int:
+    from raygan.report import best_trial
+
+    print(json.dumps(best_trial(Path(args.study_dir)), indent=1))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from raygan.report import report
+
+    sys.stdout.write(report(Path(args.study_dir), args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raygan",
@@ -260,6 +294,28 @@ def build_parser() -> argparse.ArgumentParser:
                            help="Ray cluster to join ('auto' for a running one); default: start a local Ray")
     add_config_arguments(train, RunConfig)
     train.set_defaults(handler=_cmd_train)
+
+    from raygan.study_cli import add_study_arguments
+
+    study = commands.add_parser("study", help="run the paper's tables as Ray Tune studies (list, run, best)")
+    study_commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+    study_list = study_commands.add_parser("list", help="the registered studies and their profiles")
+    study_list.set_defaults(handler=_cmd_study_list)
+    study_run = study_commands.add_parser(
+        "run", help="run a study (same flags as python studies/NAME.py)",
+        description="Run a study as a Ray Tune experiment; --dry-run prints its trials and cost.",
+    )
+    study_run.add_argument("name", help="study name (raygan study list)")
+    add_study_arguments(study_run)
+    study_run.set_defaults(handler=_cmd_study_run)
+    study_best = study_commands.add_parser("best", help="the trial with the best validation AUROC: config and checkpoint")
+    study_best.add_argument("study_dir", help="a study directory (<storage>/<study>)")
+    study_best.set_defaults(handler=_cmd_study_best)
+
+    report = commands.add_parser("report", help="a study's results in the paper's table layout, with the paper's numbers")
+    report.add_argument("study_dir", help="a study directory (<storage>/<study>)")
+    report.add_argument("--format", default="markdown", choices=("markdown", "csv"), help="table format (default: markdown)")
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 

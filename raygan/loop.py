@@ -101,12 +101,15 @@ def train(
     device: str | torch.device = "cpu",
     distributed: DistributedContext | None = None,
     resume_from: Path | None = None,
+    hparams: dict | None = None,
 ) -> dict:
     """Train one run to the end and return its result.
 
     Resumes from ``resume_from`` (a checkpoint file) or else from ``out_dir``'s last checkpoint.
     Under ``distributed`` every rank trains its shard of each global batch; only rank 0 scores,
     writes TensorBoard, checkpoints and metrics, and returns the result (other ranks return {}).
+    ``hparams`` is what TensorBoard's HParams dashboard lists for the run (default: the whole
+    config; a study passes its factors).
     """
     prepare_torch(cfg)
     is_main = distributed is None or distributed.is_main
@@ -127,7 +130,7 @@ def train(
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         from raygan.tensorboard import RunWriter
 
-        writer = RunWriter(out_dir / "tensorboard", cfg.to_dict(), purge_step=state.global_step or None)
+        writer = RunWriter(out_dir / "tensorboard", hparams or cfg.to_dict(), purge_step=state.global_step or None)
 
     train_x, train_y = tensors.train_x, tensors.train_y
     if not method.uses_labelled_anomalies:

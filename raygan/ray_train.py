@@ -25,6 +25,7 @@ from raygan.methods import METHODS
 
 RAY_DIR = "ray"
 RESULT_FILE = "result.json"
+RUN_SUMMARY = ("auroc", "ap", "auroc_val", "auroc_last", "selected_epoch", "epochs", "images_per_s", "train_seconds")
 
 
 def check_scaling(cfg: RunConfig, workers: int, gpus_per_worker: float, cpus_per_worker: float, sync_bn: bool) -> None:
@@ -76,7 +77,16 @@ def _train_worker(loop_config: dict) -> None:
     if checkpoint is not None:
         resume_from = Path(checkpoint.to_directory()) / "last.pt"
 
+    extra = {"node_id": ray.get_runtime_context().get_node_id(), **loop_config.get("extra_metrics", {})}
+
     def report(record: dict, checkpoint_path: Path | None, result: dict | None = None) -> None:
+        record = {**record, **extra}
+        if "epoch" in record:
+            record["epochs_done"] = record["epoch"] + 1
+        if rank == 0 and (out_dir / "metrics.json").exists():
+            # the run so far at its validation-selected epoch (what a Tune search reads)
+            metrics = json.loads((out_dir / "metrics.json").read_text())
+            record.update({f"run_{k}": v for k, v in metrics.items() if k in RUN_SUMMARY})
         if checkpoint_path is None:
             ray.train.report(_flat_metrics(record))
             return
@@ -94,11 +104,14 @@ def _train_worker(loop_config: dict) -> None:
         device=device,
         distributed=DistributedContext(rank, world, wrap, device),
         resume_from=resume_from,
+        hparams=loop_config.get("hparams"),
     )
     # One more report on every rank (a barrier): rank 0's checkpoint carries the final result to
-    # the driver, which may run on another node than rank 0.
+    # the driver, which may run on another node than rank 0. It repeats the last epoch's metrics
+    # so that a Tune scheduler reading this report sees them too.
     last = out_dir / "checkpoints" / "last.pt" if rank == 0 else None
-    report({"final": True}, last, result if rank == 0 else None)
+    final = {**result["history"][-1], "final": True} if rank == 0 else {"final": True}
+    report(final, last, result if rank == 0 else None)
 
 
 def train_with_ray(
@@ -110,8 +123,15 @@ def train_with_ray(
     sync_bn: bool = False,
     address: str | None = None,
     threads: int | None = None,
+    callbacks: list | None = None,
+    hparams: dict | None = None,
+    extra_metrics: dict | None = None,
 ) -> dict:
-    """Run one training as a Ray Train TorchTrainer with ``workers`` DDP workers; return rank 0's result."""
+    """Run one training as a Ray Train TorchTrainer with ``workers`` DDP workers; return rank 0's result.
+
+    ``callbacks`` are Ray Train callbacks (a Tune trial passes TuneReportCallback to forward rank
+    0's per-epoch reports); ``extra_metrics`` are added to every report.
+    """
     cfg = METHODS.get(cfg.method).resolve(cfg)
     check_scaling(cfg, workers, gpus_per_worker, cpus_per_worker, sync_bn)
     build_split(load_for_config(cfg.data), cfg.data)  # bad data arguments fail here, not in a worker
@@ -139,6 +159,8 @@ def train_with_ray(
             "out_dir": str(out_dir),
             "sync_bn": sync_bn,
             "threads": threads,
+            "hparams": hparams,
+            "extra_metrics": extra_metrics or {},
         },
         torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
@@ -148,6 +170,7 @@ def train_with_ray(
             storage_path=str(out_dir / RAY_DIR),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=0),
+            callbacks=callbacks or None,
         ),
     )
     try:

@@ -13,6 +13,7 @@ def isolated_data_env(tmp_path, monkeypatch):
     """Tests never read the user's cache or $RAYGAN_DATA unless they set them."""
     monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RAYGAN_DATA", raising=False)
+    monkeypatch.setenv("RAYGAN_STORAGE", str(tmp_path / "studies"))
 
 
 @dataclass
@@ -56,3 +57,15 @@ def http_server() -> Iterator[LocalServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session (it takes seconds to start); drivers under test join it
+    with --address, so killing a driver never leaves Ray processes of its own behind."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -26,16 +26,6 @@ RUN = ["--method", "autoencoder", "--dataset", "digits", "--normal-class", "0", 
        "--latent-size", "16", "--batch-size", "32", "--lr", "0.001"]
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, log_to_driver=False, configure_logging=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
 def cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
     return subprocess.Popen([sys.executable, "-m", "raygan", "train", *args], stdout=subprocess.PIPE,

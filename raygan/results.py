@@ -1,0 +1,165 @@
+"""Results: a study's trial records as Parquet, readable without raygan (pandas, DuckDB, pyarrow).
+
+``results.parquet`` has one row per finished, stopped or failed trial: the study and its hash, the
+trial, its status and error message, its factors (``factor.<name>``), every config field (dotted
+names, e.g. ``model.bn_strategy``), the seed, the metrics (test AUROC at the validation-selected
+epoch and at the last epoch, validation AUROC, selected epoch, training time, images/s) and
+provenance (package and library versions, git revision, node). ``curves.parquet`` has one row
+per trial and epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raygan.errors import RayganError
+from raygan.tuning import STUDY_FILE, read_records
+
+RESULTS_FILE = "results.parquet"
+CURVES_FILE = "curves.parquet"
+METRICS = ("auroc", "ap", "auroc_val", "auroc_last", "ap_last", "selected_epoch", "epochs",
+           "auroc_best_test_optimistic", "train_seconds", "images_per_s", "params_generator",
+           "params_discriminator", "discriminator_resets")
+
+
+@functools.cache
+def provenance() -> dict:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "raygan_version": version("raygan"),
+        "torch_version": version("torch"),
+        "ray_version": version("ray"),
+        "optuna_version": version("optuna"),
+        "pyarrow_version": version("pyarrow"),
+        "python_version": platform.python_version(),
+        "git_revision": git_revision(),
+    }
+
+
+def git_revision() -> str | None:
+    """The source tree's commit (with '+dirty' for local changes), if raygan runs from a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "") if rev else None
+
+
+def _flatten(values: dict, prefix: str) -> dict:
+    out = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def result_row(record: dict) -> dict:
+    metrics = record.get("metrics") or {}
+    row = {
+        "study": record["study"],
+        "study_hash": record["study_hash"],
+        "profile": record["profile"],
+        "trial_key": record["trial_key"],
+        "trial_id": record["trial_id"],
+        "status": record["status"],
+        "error": record["error"],
+        "seed": record["config"]["data"]["seed"],
+        **_flatten(record["factors"], "factor."),
+        **_flatten(record["config"], ""),
+        **{m: metrics.get(m) for m in METRICS},
+        **provenance(),
+        "node_id": record.get("node_id"),
+        "hostname": record.get("hostname"),
+        "recorded_at": record.get("recorded_at"),
+    }
+    return {k: _plain(v) for k, v in row.items()}
+
+
+def _plain(value):
+    # Parquet columns need one type: lists (none today) and other objects become JSON text.
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _table(rows: list[dict]) -> pa.Table:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    data = {c: [row.get(c) for row in rows] for c in columns}
+    arrays = {}
+    for name, values in data.items():
+        kinds = {type(v) for v in values if v is not None}
+        if kinds == {int, float}:
+            values = [None if v is None else float(v) for v in values]
+        elif len(kinds) > 1:
+            values = [None if v is None else str(v) for v in values]
+        arrays[name] = pa.array(values)
+    return pa.table(arrays)
+
+
+def write_results(study_dir: Path) -> tuple[Path, int]:
+    """(Re)write results.parquet and curves.parquet from the study's trial records."""
+    records = read_records(study_dir)
+    if not records:
+        raise RayganError(f"{study_dir} has no finished trials yet (no records under {study_dir / 'rows'})")
+    rows = [result_row(r) for r in records]
+    curves = []
+    for r in records:
+        for h in r.get("history") or []:
+            curves.append({"study": r["study"], "trial_key": r["trial_key"], "status": r["status"],
+                           **{k: v for k, v in h.items() if isinstance(v, (int, float, str, bool)) or v is None}})
+    pq.write_table(_table(rows), _tmp(study_dir / RESULTS_FILE))
+    _tmp(study_dir / RESULTS_FILE).replace(study_dir / RESULTS_FILE)
+    if curves:
+        pq.write_table(_table(curves), _tmp(study_dir / CURVES_FILE))
+        _tmp(study_dir / CURVES_FILE).replace(study_dir / CURVES_FILE)
+    return study_dir / RESULTS_FILE, len(rows)
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def read_results(study_dir: Path) -> tuple[dict, list[dict]]:
+    """The study manifest and its result rows (as dicts); a clear error for a wrong directory."""
+    study_dir = Path(study_dir).expanduser()
+    manifest = study_dir / STUDY_FILE
+    if not manifest.exists():
+        raise RayganError(
+            f"{study_dir} is not a study directory (no {STUDY_FILE}); pass the directory a study run "
+            f"printed, e.g. ~/raygan-studies/bn_ablation"
+        )
+    info = json.loads(manifest.read_text())
+    path = study_dir / RESULTS_FILE
+    if not path.exists() or _stale(study_dir, path):
+        write_results(study_dir)
+    return info, pq.read_table(path).to_pylist()
+
+
+def _stale(study_dir: Path, path: Path) -> bool:
+    rows = study_dir / "rows"
+    if not rows.is_dir():
+        return False
+    newest = max((p.stat().st_mtime for p in rows.glob("*.json")), default=0.0)
+    return newest > path.stat().st_mtime

@@ -1,0 +1,370 @@
+"""Studies: each paper table (or a search) as a small declarative, reproducible object.
+
+A `Study` names the paper table it reproduces, a base configuration, the factors it varies (a
+grid) or an Optuna search space, its profiles (`smoke`: minutes on 2 CPU cores with offline
+data; `paper`: the paper's protocol) and the paper's reference numbers. `expand` turns a study and
+a profile into the exact list of trials: the same study, profile and flags always give the same
+list, in the same order. Nothing here imports Ray; the Tune layer (`raygan.tune`) runs the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import math
+import pkgutil
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from raygan.config import RunConfig
+from raygan.data import DATASETS
+from raygan.errors import ConfigError, RayganError
+from raygan.registry import Registry
+
+SEARCH_METRIC = "auroc_val"  # searches optimise validation AUROC, never the test set
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One axis of a grid: a name (used in trial keys, reports and Parquet), its values, and the
+    config key it sets (dotted, e.g. ``data.anomaly_fraction``), or none when the study's
+    ``configure`` derives the config from several factors together."""
+
+    name: str
+    values: tuple
+    key: str | None = None
+    label: str | None = None  # how the report names it (the paper's column header)
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise ValueError(f"factor {self.name} has no values")
+        object.__setattr__(self, "values", tuple(self.values))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a profile runs. ``classes`` maps a dataset to its classes (missing: every class);
+    ``factors`` narrows factor values (missing: all of the study's values)."""
+
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int | None = None  # None: the config's default (the paper's)
+    classes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    factors: Mapping[str, tuple] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # config patch, e.g. batch size
+    samples: int | None = None  # searches: number of Optuna trials
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run of a study: exactly one RunConfig, plus the factor values it stands for."""
+
+    key: str  # readable and unique within the study; names the trial's directory
+    factors: dict[str, Any]
+    config: dict[str, Any]  # a complete RunConfig dict (validated)
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "factors": self.factors, "config": self.config}
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """The paper's reference numbers: (row factor values...) -> (mean, SD) in percent AUROC, where
+    the row is ``(dataset, *study.rows)``; SD is over classes (the paper's ±)."""
+
+    source: str
+    values: Mapping[tuple, tuple[float, float | None]]
+
+    def get(self, row: tuple) -> tuple[float, float | None] | None:
+        return self.values.get(tuple(row))
+
+
+def parse_paper_cell(text: str | None) -> tuple[float, float | None] | None:
+    """'98.2±2.45' -> (98.2, 2.45); '100.' -> (100.0, None); None or '-' -> None."""
+    if text is None or text.strip() in ("", "-"):
+        return None
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(?:±\s*([0-9.]+))?\s*", text)
+    if not match:
+        raise ValueError(f"cannot read paper cell {text!r} (expected e.g. '98.2±2.45')")
+    sd = match.group(2)
+    return float(match.group(1)), float(sd) if sd is not None else None
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    reproduces: str  # e.g. "papers/004 Table 5"
+    caption: str
+    base: Mapping[str, Any]  # config patch applied to every trial
+    profiles: Mapping[str, Profile]
+    factors: tuple[Factor, ...] = ()
+    where: Callable[[dict], bool] | None = None  # which factor combinations exist (paper's cells)
+    configure: Callable[[dict], dict] | None = None  # factors -> config patch, beyond Factor.key
+    rows: tuple[str, ...] = ()  # factors the report puts in rows after the dataset
+    paper: PaperTable | None = None
+    # Searches: define-by-run Optuna space (trial, profile) -> {name: constant}; sampled names
+    # with a dot are config keys, others are recorded only.
+    search_space: Callable[[Any, Profile], dict | None] | None = None
+
+    @property
+    def is_search(self) -> bool:
+        return self.search_space is not None
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise ConfigError(
+                f"study {self.name} has no profile {name!r}; choose one of: {', '.join(self.profiles)}"
+            )
+        return self.profiles[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Expansion
+
+
+def set_dotted(patch: dict, dotted: str, value: Any) -> None:
+    node = patch
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def merge(base: Mapping, patch: Mapping) -> dict:
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def narrow_profile(
+    profile: Profile,
+    datasets: Sequence[str] | None = None,
+    classes: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    epochs: int | None = None,
+    samples: int | None = None,
+) -> Profile:
+    """A profile with the command-line flags applied (``--classes`` applies to every dataset)."""
+    if datasets:
+        profile = replace(profile, datasets=tuple(datasets))
+    if classes is not None:
+        profile = replace(profile, classes={d: tuple(classes) for d in profile.datasets})
+    if seeds:
+        profile = replace(profile, seeds=tuple(seeds))
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1; got {epochs}")
+        profile = replace(profile, epochs=epochs)
+    if samples is not None:
+        if samples < 1:
+            raise ConfigError(f"--samples must be >= 1; got {samples}")
+        profile = replace(profile, samples=samples)
+    return profile
+
+
+def profile_classes(profile: Profile, dataset: str) -> tuple[int, ...]:
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose from: {', '.join(DATASETS.names())}")
+    num_classes = len(DATASETS.get(dataset).class_names)
+    chosen = profile.classes.get(dataset)
+    if chosen is None:
+        if dataset == "image_folder":
+            raise ConfigError("image_folder has no fixed classes: pass --classes")
+        return tuple(range(num_classes))
+    for c in chosen:
+        if dataset != "image_folder" and not 0 <= c < num_classes:
+            raise ConfigError(f"class {c} is not a class of {dataset} (it has classes 0..{num_classes - 1})")
+    return tuple(chosen)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def base_config(study: Study, profile: Profile, dataset: str, class_index: int, seed: int) -> dict:
+    config = merge(study.base, profile.overrides)
+    config = merge(config, {"data": {"dataset": dataset, "class_index": class_index, "seed": seed}})
+    if profile.epochs is not None:
+        config = merge(config, {"train": {"epochs": profile.epochs}})
+    return config
+
+
+def _factor_values(study: Study, profile: Profile) -> list[tuple]:
+    unknown = set(profile.factors) - {f.name for f in study.factors}
+    if unknown:
+        raise ConfigError(f"profile narrows unknown factor(s) {sorted(unknown)} of study {study.name}")
+    axes = []
+    for factor in study.factors:
+        values = profile.factors.get(factor.name, factor.values)
+        bad = [v for v in values if v not in factor.values]
+        if bad:
+            raise ConfigError(f"{factor.name} values {bad} are not in the study's {list(factor.values)}")
+        axes.append(tuple(values))
+    return axes
+
+
+def expand(study: Study, profile: Profile, overrides: Mapping[str, Any] | None = None) -> list[Trial]:
+    """Every trial of a grid study, in a fixed order: dataset, class, factors, seed (seed last, so
+    the seeds of one cell sit together). ``overrides`` (a config patch from flags such as
+    ``--data-root``) apply to every trial. Each config is validated here, before anything runs."""
+    if study.is_search:
+        raise RayganError(f"study {study.name} is an Optuna search; its trials are sampled while it runs")
+    trials: list[Trial] = []
+    axes = _factor_values(study, profile)
+    for dataset in profile.datasets:
+        for class_index in profile_classes(profile, dataset):
+            for combo in itertools.product(*axes):
+                cell = {f.name: v for f, v in zip(study.factors, combo)}
+                if study.where is not None and not study.where(cell):
+                    continue
+                for seed in profile.seeds:
+                    config = base_config(study, profile, dataset, class_index, seed)
+                    patch: dict = {}
+                    for factor in study.factors:
+                        if factor.key is not None:
+                            set_dotted(patch, factor.key, cell[factor.name])
+                    if study.configure is not None:
+                        patch = merge(patch, study.configure(cell))
+                    config = merge(config, patch)
+                    if overrides:
+                        config = merge(config, overrides)
+                    factors = {"dataset": dataset, "class_index": class_index, **cell, "seed": seed}
+                    key = "-".join(
+                        [dataset, f"c{class_index}", *(f"{n}{_format_value(v)}" for n, v in cell.items()), f"s{seed}"]
+                    )
+                    trials.append(Trial(key, factors, validated(config, key)))
+    if not trials:
+        raise ConfigError(f"study {study.name}: the chosen profile and flags leave no trials")
+    return trials
+
+
+def validated(config: dict, where: str) -> dict:
+    """The config as a checked dict; what would fail inside a trial fails here, naming the trial."""
+    from raygan.data.sampler import MIN_ANOMALIES_PER_BATCH
+    from raygan.methods import METHODS
+
+    try:
+        cfg = RunConfig.from_dict(config)
+        method = METHODS.get(cfg.method)
+        method.resolve(cfg)
+        if method.uses_labelled_anomalies and cfg.data.anomaly_fraction > 0 and cfg.train.batch_size <= MIN_ANOMALIES_PER_BATCH:
+            raise ConfigError(
+                f"train.batch_size {cfg.train.batch_size} leaves no room for normal images next to the "
+                f"{MIN_ANOMALIES_PER_BATCH} labelled anomalies every batch holds when γ > 0 (papers/004 §3.3.2)"
+            )
+    except RayganError as exc:
+        raise ConfigError(f"trial {where}: {exc}") from None
+    return cfg.to_dict()
+
+
+def search_base(study: Study, profile: Profile, overrides: Mapping[str, Any] | None = None) -> Trial:
+    """The fixed part of every trial of a search (one dataset, class and seed)."""
+    classes = profile_classes(profile, profile.datasets[0]) if profile.datasets else ()
+    if len(profile.datasets) != 1 or len(classes) != 1 or len(profile.seeds) != 1:
+        raise ConfigError(
+            f"a search optimises one dataset, class and seed; got datasets {list(profile.datasets)}, "
+            f"classes {list(classes)}, seeds {list(profile.seeds)} (use --datasets, --classes, --seeds)"
+        )
+    dataset, class_index, seed = profile.datasets[0], classes[0], profile.seeds[0]
+    config = base_config(study, profile, dataset, class_index, seed)
+    if overrides:
+        config = merge(config, overrides)
+    return Trial(f"{dataset}-c{class_index}-s{seed}", {"dataset": dataset, "class_index": class_index, "seed": seed},
+                 validated(config, "base"))
+
+
+def apply_sampled(base: dict, sampled: Mapping[str, Any]) -> dict:
+    """A search trial's config: the base plus every sampled value whose name is a config key."""
+    patch: dict = {}
+    for name, value in sampled.items():
+        if "." in name:
+            set_dotted(patch, name, value)
+    return merge(base, patch)
+
+
+def study_hash(study: Study, profile_name: str, trials: Sequence[Trial] | Trial, samples: int | None) -> str:
+    payload = {
+        "study": study.name,
+        "profile": profile_name,
+        "trials": [t.as_dict() for t in trials] if isinstance(trials, Sequence) else trials.as_dict(),
+        "samples": samples,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Cost estimate for --dry-run
+
+# Training images/s and scoring ms/image at batch 256 of each generator, measured with
+# benchmarks/throughput.py on the 2-core CPU this project is developed on (README). A GPU is
+# one to two orders of magnitude faster; the estimate is stated in CPU-worker-hours.
+CPU_TRAIN_IMAGES_PER_S = {"naive": 78.8, "unet": 26.2, "unetpp": 10.7, "ganomaly": 137.5, "autoencoder": 437.5,
+                          "skip_ganomaly": 67.1}
+CPU_SCORE_MS_PER_IMAGE = {"naive": 0.78, "unet": 3.14, "unetpp": 7.09, "ganomaly": 0.74, "autoencoder": 0.64,
+                          "skip_ganomaly": 3.23}
+# Training images per class and evaluation images (validation + test) per trial, by data set.
+APPROX_IMAGES = {
+    "digits": (126, 700),
+    "mnist": (6000, 16000),
+    "fashion_mnist": (6000, 16000),
+    "cifar10": (5000, 15000),
+    "cifar100": (2500, 15000),
+    "image_folder": (2000, 4000),
+}
+
+
+def estimate_seconds(config: dict) -> float:
+    """Rough CPU seconds of one trial (see CPU_TRAIN_IMAGES_PER_S)."""
+    cfg = RunConfig.from_dict(config)
+    from raygan.methods import METHODS
+
+    cfg = METHODS.get(cfg.method).resolve(cfg)
+    kind = cfg.method if cfg.method in ("autoencoder", "skip_ganomaly") else cfg.model.backbone
+    train_rate = CPU_TRAIN_IMAGES_PER_S.get(kind, CPU_TRAIN_IMAGES_PER_S["unet"])
+    score_ms = CPU_SCORE_MS_PER_IMAGE.get(kind, CPU_SCORE_MS_PER_IMAGE["unet"])
+    per_class, evaluated = APPROX_IMAGES.get(cfg.data.dataset, (5000, 15000))
+    if cfg.data.protocol == "anomaly_class":
+        per_class *= len(DATASETS.get(cfg.data.dataset).class_names) - 1
+    train_images = per_class * (1 - cfg.data.val_fraction) / max(1e-9, 1 - cfg.data.anomaly_fraction)
+    scale = ((cfg.data.image_size or 32) / 32) ** 2  # None: the data set's own size (32, or 128 for folders)
+    per_epoch = scale * (train_images / train_rate + evaluated * score_ms / 1000)
+    return cfg.train.epochs * per_epoch
+
+
+def estimate_worker_hours(configs: Sequence[dict]) -> float:
+    return math.fsum(estimate_seconds(c) for c in configs) / 3600
+
+
+# --------------------------------------------------------------------------------------------
+# Registry: every module of the top-level `studies` package defines STUDY
+
+STUDIES: Registry[Study] = Registry("study")
+
+
+def load_studies() -> Registry[Study]:
+    """Import every module of the `studies` package (once) and register its STUDY."""
+    try:
+        package = importlib.import_module("studies")
+    except ImportError as exc:
+        raise RayganError(f"cannot import the studies package ({exc}); install raygan with pip install -e .") from None
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"studies.{info.name}")
+        study = getattr(module, "STUDY", None)
+        if isinstance(study, Study) and study.name not in STUDIES:
+            STUDIES.add(study.name, study)
+    return STUDIES

@@ -1,0 +1,154 @@
+"""Front door shared by every study script (``python studies/<name>.py``) and ``raygan study run``.
+
+Same flags everywhere: --profile, --dry-run, --storage, --resume, --address, --max-concurrent,
+the profile extensions (--datasets, --classes, --seeds, --epochs, --samples), and where trials
+run (--cpus-per-trial, --gpus-per-trial, --workers-per-trial). A dry run prints the trials and
+ends with one JSON line; a real run ends with the report table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from raygan.errors import RayganError
+from raygan.study import (
+    Study,
+    estimate_seconds,
+    estimate_worker_hours,
+    expand,
+    narrow_profile,
+    search_base,
+    study_hash,
+)
+from raygan.tuning import Plan, RunOptions, run_plan, study_dir_for
+
+DEFAULT_STORAGE = "~/raygan-studies"
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="smoke",
+                        help="smoke (offline data, minutes on 2 CPU cores) | paper (the full protocol); default: smoke")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the trials, their count and estimated CPU-worker-hours; run nothing")
+    parser.add_argument("--storage", type=Path, default=None,
+                        help=f"where studies live (default: $RAYGAN_STORAGE or {DEFAULT_STORAGE}); "
+                             "the study's directory is <storage>/<study>")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted study (Tuner.restore): finished trials are kept, not rerun")
+    parser.add_argument("--address", default=None,
+                        help="an existing Ray cluster ('auto', host:port or ray://...); default: start a local one")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as resources allow; searches: 1)")
+    extend = parser.add_argument_group("extend or narrow the profile")
+    extend.add_argument("--datasets", nargs="+", default=None, metavar="NAME", help="data sets (raygan data list)")
+    extend.add_argument("--classes", nargs="+", type=int, default=None, metavar="K", help="classes, for every data set")
+    extend.add_argument("--seeds", nargs="+", type=int, default=None, metavar="S", help="seeds (each cell repeats over them)")
+    extend.add_argument("--epochs", type=int, default=None, help="training epochs per trial")
+    extend.add_argument("--samples", type=int, default=None, help="searches: number of Optuna trials")
+    extend.add_argument("--data-root", default=None, help="directory holding the data set files (data.data_root)")
+    where = parser.add_argument_group("where trials run")
+    where.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs of an in-process trial (torch threads)")
+    where.add_argument("--gpus-per-trial", type=float, default=0.0,
+                       help="GPUs per trial; fractions pack several 32x32 trials on one GPU (cluster only)")
+    where.add_argument("--workers-per-trial", type=int, default=0,
+                       help="N >= 1: each trial runs a Ray Train DDP trainer with N workers; 0 (default): in-process")
+    where.add_argument("--cpus-per-worker", type=float, default=0.9, help="CPUs per DDP worker with --workers-per-trial")
+    where.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (from its last checkpoint)")
+    where.add_argument("--search-seed", type=int, default=0, help="searches: the Optuna sampler's seed")
+
+
+def make_plan(study: Study, args: argparse.Namespace) -> Plan:
+    profile = narrow_profile(study.profile(args.profile), args.datasets, args.classes, args.seeds, args.epochs,
+                             getattr(args, "samples", None))
+    overrides = {"data": {"data_root": str(Path(args.data_root).expanduser().resolve())}} if args.data_root else None
+    if study.is_search:
+        if not profile.samples:
+            raise RayganError(f"search {study.name}: profile {args.profile} sets no sample count; pass --samples")
+        base = search_base(study, profile, overrides)
+        return Plan(study, args.profile, study_hash(study, args.profile, base, profile.samples), base=base,
+                    samples=profile.samples, epochs=base.config["train"]["epochs"])
+    trials = expand(study, profile, overrides)
+    return Plan(study, args.profile, study_hash(study, args.profile, trials, None), trials=tuple(trials),
+                epochs=max(t.config["train"]["epochs"] for t in trials))
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    storage = args.storage or Path(os.environ.get("RAYGAN_STORAGE", DEFAULT_STORAGE))
+    return RunOptions(
+        storage=Path(storage).expanduser().resolve(),
+        resume=args.resume,
+        address=args.address,
+        max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        workers_per_trial=args.workers_per_trial,
+        cpus_per_worker=args.cpus_per_worker,
+        max_failures=args.max_failures,
+        search_seed=args.search_seed,
+    )
+
+
+def dry_run(plan: Plan) -> None:
+    if plan.study.is_search:
+        per_trial = estimate_seconds(plan.base.config) / 3600
+        print(f"search {plan.study.name}: up to {plan.samples} Optuna trials (ASHA stops weak ones early) on")
+        print(json.dumps(plan.base.as_dict()))
+        hours, count = per_trial * plan.samples, plan.samples
+    else:
+        for trial in plan.trials:
+            print(f"{trial.key}\t{estimate_seconds(trial.config) / 3600:.3f} h")
+        hours, count = estimate_worker_hours([t.config for t in plan.trials]), len(plan.trials)
+    print(f"{plan.study.name} ({plan.study.reproduces}), profile {plan.profile}: {count} trials, "
+          f"about {hours:.3g} CPU-worker-hours on a 2-core CPU worker (benchmarks/throughput.py rates; a GPU is far faster)")
+    print(json.dumps({"study": plan.study.name, "profile": plan.profile, "trials": count,
+                      "estimated_worker_hours": round(hours, 3)}))
+
+
+def run(study: Study, args: argparse.Namespace) -> int:
+    from raygan.report import report
+    from raygan.results import write_results
+    from raygan.tuning import read_records
+
+    plan = make_plan(study, args)
+    if args.dry_run:
+        dry_run(plan)
+        return 0
+    options = options_from(args)
+    study_dir = run_plan(plan, options)
+    results, rows = write_results(study_dir)
+    print(report(study_dir))
+    records = read_records(study_dir)
+    counts = {s: sum(r["status"] == s for r in records) for s in ("finished", "stopped", "failed")}
+    for r in records:
+        if r["status"] == "failed":
+            print(f"raygan: trial {r['trial_key']} failed: {r['error']}", file=sys.stderr)
+    print(f"results: {results}; TensorBoard: tensorboard --logdir {study_dir}; table: raygan report {study_dir}",
+          file=sys.stderr)
+    print(json.dumps({"study": study.name, "profile": plan.profile, "trials": rows, **counts,
+                      "study_dir": str(study_dir), "results": str(results)}))
+    return 0
+
+
+def main(study: Study, argv: Sequence[str] | None = None) -> None:
+    """Entry point of a study script: ``python studies/<name>.py [flags]``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python studies/{study.name}.py",
+        description=study.caption,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="profiles:\n" + "\n".join(f"  {n}: {p.description}" for n, p in study.profiles.items()),
+    )
+    add_study_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        sys.exit(run(study, args))
+    except RayganError as exc:
+        print(f"raygan: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        where = study_dir_for(options_from(args).storage, study)
+        print(f"raygan: interrupted; continue with the same command plus --resume ({where})", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,168 @@
+"""Studies run for real on the session's local Ray: the bn_ablation smoke study end to end, resume
+after the driver is killed, the Optuna/ASHA search, a DDP trial, and a failing trial recorded.
+
+Drivers are subprocesses that join the session's Ray with --address (as a user would run a study
+against a running cluster), so killing one never leaves Ray processes of its own behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE_TRIALS = 6  # bn_ablation smoke: digits class 3, γ ∈ {0, .1}, AdvProp × Freeze (Freeze only at γ > 0)
+pytestmark = pytest.mark.slow
+
+
+def study(*args: str, cluster: str) -> subprocess.Popen:
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    return subprocess.Popen([*args, "--address", cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[str, dict]:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-4000:]
+    return out, json.loads(out.strip().splitlines()[-1])
+
+
+def records(study_dir: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json")}
+
+
+def test_bn_ablation_smoke_end_to_end(ray_cluster, tmp_path):
+    out, summary = finish(study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke",
+                                "--storage", str(tmp_path), cluster=ray_cluster))
+    study_dir = tmp_path / "bn_ablation"
+    assert summary["trials"] == SMOKE_TRIALS and summary["finished"] == SMOKE_TRIALS and summary["failed"] == 0
+
+    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    assert len(rows) == SMOKE_TRIALS and len({r["trial_key"] for r in rows}) == SMOKE_TRIALS
+    for r in rows:
+        assert r["study"] == "bn_ablation" and r["status"] == "finished" and r["error"] is None
+        assert r["model.bn_strategy"] == {(False, False): "shared", (True, False): "advprop", (False, True): "freeze",
+                                          (True, True): "advprop+freeze"}[r["factor.advprop"], r["factor.freeze"]]
+        assert r["data.anomaly_fraction"] == r["factor.gamma"] and r["seed"] == 0 and r["epochs"] == 3
+        assert 0.0 <= r["auroc"] <= 1.0 and 0.0 <= r["auroc_val"] <= 1.0 and r["images_per_s"] > 0
+        assert r["torch_version"] and r["ray_version"] and r["raygan_version"] and r["node_id"]
+    # the study is a real ablation: the four BN strategies do not all give the same detector
+    assert len({round(r["auroc"], 6) for r in rows if r["factor.gamma"] > 0}) > 1
+    curves = pq.read_table(study_dir / "curves.parquet").to_pylist()
+    assert sorted((c["trial_key"], c["epoch"]) for c in curves) == sorted(
+        (r["trial_key"], e) for r in rows for e in range(3))
+
+    # the report: paper layout, one row per (AdvProp, Freeze, γ) cell; the same table from the CLI
+    assert "| dataset | advprop | freeze | gamma | class 3 | avg | SD | paper | Δ |" in out
+    table = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir)], capture_output=True, text=True)
+    assert table.returncode == 0 and table.stdout.count("| digits |") == SMOKE_TRIALS
+    assert f"{SMOKE_TRIALS} trials finished, 0 failed" in table.stdout
+
+    # TensorBoard: each trial's scalars, images, histograms and an HParams entry of the factors
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for r in rows:
+        events = EventAccumulator(str(study_dir / "trials" / r["trial_key"] / "tensorboard"), size_guidance={"images": 0})
+        events.Reload()
+        tags = events.Tags()
+        assert [e.step for e in events.Scalars("epoch/auroc_val")] == [0, 1, 2]
+        assert "reconstructions/test_normal" in tags["images"] and "scores/test_anomalous" in tags["histograms"]
+        hparams = events.PluginTagToContent("hparams")
+        assert hparams and any(b"advprop" in content for content in hparams.values())
+
+
+def test_killed_driver_resumes_without_lost_or_repeated_trials(ray_cluster, tmp_path):
+    args = [sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "2",
+            "--max-concurrent", "1", "--storage", str(tmp_path)]
+    study_dir = tmp_path / "bn_ablation"
+    first = study(*args, cluster=ray_cluster)
+    deadline = time.time() + 400
+    while len(records(study_dir)) < 2:
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(0.5)
+    before = records(study_dir)
+    finished_mtimes = {k: (study_dir / "trials" / k / "metrics.json").stat().st_mtime for k in before}
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert len(before) < SMOKE_TRIALS, "the study finished before the kill; nothing to resume"
+
+    _, summary = finish(study(*args, "--resume", cluster=ray_cluster))
+    after = records(study_dir)
+    assert summary["finished"] == SMOKE_TRIALS and len(after) == SMOKE_TRIALS
+    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    assert sorted(r["trial_key"] for r in rows) == sorted(after)  # every trial exactly once
+    for key, record in before.items():  # finished before the kill: kept, not trained again
+        assert after[key]["recorded_at"] == record["recorded_at"]
+        assert (study_dir / "trials" / key / "metrics.json").stat().st_mtime == finished_mtimes[key]
+    for key in after:  # every trial trained each epoch exactly once
+        assert [h["epoch"] for h in after[key]["history"]] == [0, 1], key
+
+
+def test_search_with_optuna_and_asha(ray_cluster, tmp_path):
+    out, summary = finish(study(sys.executable, "-m", "raygan", "study", "run", "hpo", "--profile", "smoke",
+                                "--storage", str(tmp_path), cluster=ray_cluster))
+    study_dir = tmp_path / "hpo"
+    assert summary["trials"] == 4 and summary["failed"] == 0 and summary["finished"] + summary["stopped"] == 4
+    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    for r in rows:
+        # the sampled values are the trial's config
+        assert r["model.latent_size"] == r["factor.model.latent_size"] and r["model.backbone"] == "naive"
+        assert r["loss.adversarial_weight"] == pytest.approx(r["factor.loss.adversarial_weight"])
+        assert (r["loss.contextual_adversarial_weight"] == 0.0) == (not r["factor.contextual_adversarial"])
+        assert r["epochs"] == (2 if r["status"] == "finished" else 1)
+    assert "ranked by validation AUROC" in out
+
+    best = subprocess.run([sys.executable, "-m", "raygan", "study", "best", str(study_dir)],
+                          capture_output=True, text=True)
+    assert best.returncode == 0, best.stderr
+    chosen = json.loads(best.stdout)
+    assert chosen["auroc_val"] == max(r["auroc_val"] for r in rows)
+    import torch
+
+    payload = torch.load(chosen["checkpoint"], weights_only=True)
+    assert payload["config"] == chosen["config"]
+
+
+def test_a_trial_can_run_as_a_ddp_trainer(ray_cluster, tmp_path):
+    _, summary = finish(study(sys.executable, "studies/hpo.py", "--samples", "1", "--epochs", "1",
+                              "--workers-per-trial", "2", "--cpus-per-worker", "0.9",
+                              "--storage", str(tmp_path), cluster=ray_cluster))
+    assert summary["finished"] == 1
+    (record,) = records(tmp_path / "hpo").values()
+    run_dir = tmp_path / "hpo" / "trials" / record["trial_key"]
+    assert (run_dir / "ray").is_dir()  # the Ray Train run of this trial
+    assert record["metrics"]["epochs"] == 1 and 0 <= record["metrics"]["auroc"] <= 1
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(ray_cluster, tmp_path):
+    from raygan.results import write_results
+    from raygan.study import Factor, Profile, Study, expand, study_hash
+    from raygan.tuning import Plan, RunOptions, run_plan
+
+    # anomaly_source "0" names the normal class itself: only the data split (inside the trial) finds out
+    broken = Study(
+        name="source_probe", reproduces="test", caption="", base={"method": "autoencoder",
+                                                                   "model": {"backbone": "naive", "latent_size": 8}},
+        factors=(Factor("source", ("all", "0"), key="data.anomaly_source"),),
+        profiles={"smoke": Profile(datasets=("digits",), classes={"digits": (0,)}, seeds=(0,), epochs=1,
+                                   overrides={"train": {"batch_size": 32}})},
+    )
+    trials = expand(broken, broken.profile("smoke"))
+    plan = Plan(broken, "smoke", study_hash(broken, "smoke", trials, None), trials=tuple(trials), epochs=1)
+    study_dir = run_plan(plan, RunOptions(storage=tmp_path))
+    write_results(study_dir)
+    rows = {r["factor.source"]: r for r in pq.read_table(study_dir / "results.parquet").to_pylist()}
+    assert rows["all"]["status"] == "finished" and rows["all"]["auroc"] > 0.5 and rows["all"]["error"] is None
+    assert rows["0"]["status"] == "failed" and rows["0"]["auroc"] is None
+    assert rows["0"]["error"].startswith("data.anomaly_source 0 is not an anomalous class"), rows["0"]["error"]
