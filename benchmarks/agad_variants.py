@@ -27,12 +27,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/agad_variants"))
     parser.add_argument("--parallel", type=int, default=2, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help="run only these (lambda0, detach-shared-15, detach-advprop-15, flow-shared-15, flow-advprop-15)")
     args = parser.parse_args()
 
     variants = {"lambda0": (False, "shared", 0.0)}
     for detach in (True, False):
         for bn in ("shared", "advprop"):
             variants[f"{'detach' if detach else 'flow'}-{bn}-15"] = (detach, bn, 15.0)
+    if args.variants:
+        unknown = sorted(set(args.variants) - set(variants))
+        if unknown:
+            parser.error(f"unknown variant(s) {unknown}; choose from {list(variants)}")
+        variants = {name: variants[name] for name in args.variants}
     jobs = {}
     for c in args.classes:
         for name, (detach, bn, weight) in variants.items():

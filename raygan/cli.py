@@ -203,6 +203,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    import csv
+
+    from raygan.detector import Detector, save_maps
+
+    detector = Detector.from_checkpoint(Path(args.checkpoint))
+    inputs = detector.load_inputs([Path(p) for p in args.inputs])
+    scores = detector.score(inputs.x)
+    anomalous = detector.is_anomalous(scores)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["path", "score", "decision"])
+        for name, score, flag in zip(inputs.names, scores.tolist(), anomalous.tolist()):
+            writer.writerow([name, f"{score:.6g}", "anomalous" if flag else "normal"])
+    finally:
+        if args.out:
+            out.close()
+    if args.save_maps:
+        save_maps(Path(args.save_maps), inputs.names, inputs.x, detector.reconstruct(inputs.x))
+    t = detector.threshold
+    print(f"raygan score: {len(scores)} images, {int(anomalous.sum())} anomalous at threshold {t['value']:.6g} "
+          f"({t['rule']} on validation, epoch {t['epoch']})", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from raygan.detector import Detector, export_onnx, export_program, onnx_available
+
+    detector = Detector.from_checkpoint(Path(args.checkpoint))
+    out = Path(args.out)
+    if out.suffix != ".pt2":
+        raise RayganError(f"--out {out}: torch.export programs are written as .pt2 files")
+    export_program(detector, out)
+    written = [str(out)]
+    if onnx_available():
+        written.append(str(export_onnx(detector, out.with_suffix(".onnx"))))
+    elif args.onnx:
+        raise RayganError("--onnx needs the onnx extra: pip install 'raygan[onnx]'")
+    print(json.dumps({"written": written, **detector.metadata()}))
+    return 0
+
+
 def _cmd_study_list(args: argparse.Namespace) -> int:
     from raygan.study import load_studies
 
@@ -233,6 +276,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from raygan.report import report
 
     sys.stdout.write(report(Path(args.study_dir), args.format))
+    if args.figures:
+        from raygan.report import figures
+
+        for path in figures(Path(args.study_dir), Path(args.figures)):
+            print(f"figure: {path}", file=sys.stderr)
     return 0
 
 
@@ -295,6 +343,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train, RunConfig)
     train.set_defaults(handler=_cmd_train)
 
+    score = commands.add_parser(
+        "score", help="score images with a trained run's checkpoint; CSV of path, score, decision",
+        description="Score images with a trained detector. Inputs go through the run's own preprocessing "
+        "(resize to its image size, its channels, scale to [-1, 1]); the decision uses the threshold chosen "
+        "on the run's validation split (Youden's J), stored in the checkpoint.",
+    )
+    score.add_argument("--checkpoint", required=True, metavar="PATH", help="a run's checkpoints/selected.pt (or last.pt)")
+    score.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="PNG/JPEG files, folders of them, or .npy arrays N×H×W / N×H×W×C in the data set's "
+                       "own pixel scale (e.g. 0-255; digits: 0-16)")
+    score.add_argument("--out", metavar="CSV", help="write the CSV here (default: standard output)")
+    score.add_argument("--save-maps", metavar="DIR", help="write each input's reconstruction and |x − x̂| as PNG here")
+    score.set_defaults(handler=_cmd_score)
+
+    export = commands.add_parser(
+        "export", help="export a run's scoring model (images → scores) with torch.export (.pt2), and ONNX",
+        description="Write the scoring model (N×C×S×S images in [-1, 1] → N anomaly scores, dynamic batch) "
+        "as a torch.export program; with the onnx extra installed, also FILE.onnx beside it.",
+    )
+    export.add_argument("--checkpoint", required=True, metavar="PATH", help="a run's checkpoints/selected.pt (or last.pt)")
+    export.add_argument("--out", required=True, metavar="FILE.pt2", help="the .pt2 file to write")
+    export.add_argument("--onnx", action="store_true", help="fail unless the ONNX file can be written too")
+    export.set_defaults(handler=_cmd_export)
+
     from raygan.study_cli import add_study_arguments
 
     study = commands.add_parser("study", help="run the paper's tables as Ray Tune studies (list, run, best)")
@@ -315,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="a study's results in the paper's table layout, with the paper's numbers")
     report.add_argument("study_dir", help="a study directory (<storage>/<study>)")
     report.add_argument("--format", default="markdown", choices=("markdown", "csv"), help="table format (default: markdown)")
+    report.add_argument("--figures", default=None, metavar="DIR",
+                        help="also write the paper's figures as PNGs into DIR: AUROC per epoch, score box plots, "
+                             "reconstructions, AUROC against γ")
     report.set_defaults(handler=_cmd_report)
     return parser
 

@@ -197,22 +197,31 @@ class ModelConfig(ConfigSection):
 
     backbone: str | None = option(
         None,
-        "generator: naive | unet | unetpp | ganomaly (raygan models lists them; AGAD Table 8); "
+        "generator: naive | unet | unetpp | ganomaly | strided_unet (raygan models lists them; AGAD Table 8); "
         "default: the method's own (agad: unetpp, AGAD §3.3.1)",
     )
     discriminator: str | None = option(
-        None, "discriminator: vgg (AGAD §3.3.1) | dcgan (GANomaly); default: the method's own"
+        None, "discriminator: vgg (AGAD §3.3.1) | dcgan (GANomaly) | patch (papers/003); default: the method's own"
     )
     latent_size: int = option(100, "bottleneck channels / latent dimension (AGAD Table 7; GANomaly: 100 best)")
-    bn_strategy: str = option(
-        "shared",
+    bn_strategy: str | None = option(
+        None,
         "generator batch norm: shared | advprop (auxiliary BN for pseudo-anomalies) | freeze "
-        "(anomalies use running statistics) | advprop+freeze (AGAD §6.2)",
+        "(anomalies use running statistics) | advprop+freeze (AGAD §6.2); default: the method's own "
+        "(agad: advprop, §6.2; the others: shared)",
     )
 
     def validate(self, prefix: str) -> None:
         if self.latent_size < 1:
             raise ConfigError(f"{prefix}.latent_size must be positive; got {self.latent_size}")
+
+
+ANOMALY_ADVERSARIAL_TARGETS = ("fake", "real")
+
+
+def method_weight_names() -> tuple[str, ...]:
+    """The LossConfig fields that default to null: each method fills the ones it reads."""
+    return tuple(f.name for f in dataclasses.fields(LossConfig) if f.default is None)
 
 
 @dataclass
@@ -230,16 +239,38 @@ class LossConfig(ConfigSection):
         "feed x̂ into the second generator pass as a fixed pseudo-anomaly (no gradient into G(x)); "
         "the paper does not say (README: measured choice)",
     )
+    patch_adversarial_weight: float | None = option(
+        None, "imbalance_gan: patch-level adversarial term on reconstructed normals (papers/003 'patch loss'; 1)"
+    )
+    anomaly_contextual_weight: float | None = option(
+        None, "imbalance_gan: λ/(|x − G(x)|₁ + ε) on labelled anomalies, pushing their reconstruction error up (5)"
+    )
+    anomaly_adversarial_weight: float | None = option(
+        None, "imbalance_gan: image-level term of the anomaly discriminator on reconstructed anomalies (1)"
+    )
+    anomaly_patch_adversarial_weight: float | None = option(
+        None, "imbalance_gan: patch-level term of the anomaly discriminator on reconstructed anomalies (1)"
+    )
+    anomaly_adversarial_target: str | None = option(
+        None,
+        "imbalance_gan: the verdict G seeks from the anomaly discriminator on reconstructed anomalies: "
+        "fake (look unlike the anomaly; default) or real (fool it, the usual GAN sign); papers/003 does not say",
+    )
     reciprocal_epsilon: float = option(1e-6, "ε in λ/(l+ε) of the reciprocal anomaly loss (AGAD eq. 10)")
     discriminator_reset_threshold: float = option(
         1e-5, "δ: re-initialise D when its loss falls below this (AGAD Alg. 1; GANomaly uses 1e-5)"
     )
 
     def validate(self, prefix: str) -> None:
-        for name in ("adversarial_weight", "contextual_weight", "contextual_adversarial_weight", "latent_weight"):
+        for name in method_weight_names():
             value = getattr(self, name)
-            if value is not None and value < 0:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{prefix}.{name} must be >= 0; got {value}")
+        if self.anomaly_adversarial_target not in (None, *ANOMALY_ADVERSARIAL_TARGETS):
+            raise ConfigError(
+                f"{prefix}.anomaly_adversarial_target must be one of {', '.join(ANOMALY_ADVERSARIAL_TARGETS)}; "
+                f"got {self.anomaly_adversarial_target!r}"
+            )
         if self.reciprocal_epsilon <= 0:
             raise ConfigError(f"{prefix}.reciprocal_epsilon must be > 0; got {self.reciprocal_epsilon}")
 
@@ -279,7 +310,9 @@ class TrainConfig(ConfigSection):
 class RunConfig(ConfigSection):
     """One training run, completely: a trial of a study is exactly one RunConfig."""
 
-    method: str = option("agad", "agad | ganomaly | skip_ganomaly | autoencoder (raygan models lists them)")
+    method: str = option(
+        "agad", "agad | ganomaly | skip_ganomaly | imbalance_gan | autoencoder (raygan models lists them)"
+    )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "data set and split"})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "networks"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "loss weights"})

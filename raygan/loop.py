@@ -25,12 +25,13 @@ from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split
 from raygan.data.splits import SplitTensors
 from raygan.distributed import DistributedContext
 from raygan.errors import RayganError
-from raygan.evaluation import detection_metrics
+from raygan.evaluation import choose_threshold, detection_metrics
 from raygan.methods import Method, build_method
 from raygan.models import count_parameters
 
 EpochCallback = Callable[[dict, Path | None], None]
 GRID_IMAGES = 8
+TEST_SCORES = "test_scores.npz"  # in the run directory, beside checkpoints/selected.pt
 
 
 class NonFiniteLoss(RayganError):
@@ -138,7 +139,7 @@ def train(
         train_x, train_y = train_x[keep], train_y[keep]
     rank = distributed.rank if distributed is not None else 0
     sampler = AnomalyBatchSampler(train_y, cfg.train.batch_size, seed=cfg.seed, num_replicas=world_size, rank=rank)
-    grid = _grid_images(tensors)
+    grid = grid_images(tensors)
 
     try:
         for epoch in range(state.epoch, cfg.train.epochs):
@@ -171,15 +172,17 @@ def train(
             state.epoch = epoch + 1
             checkpoint = None
             if is_main:
-                record.update(_evaluate(method, tensors, cfg, writer, epoch, grid))
+                evaluated, test_scores = _evaluate(method, tensors, cfg, writer, epoch, grid)
+                record.update(evaluated)
                 state.history.append(record)
                 record = {**record, "selected_epoch": select_epoch(state.history, cfg.train.select)["epoch"]}
                 if out_dir is not None:
                     checkpoint = out_dir / "checkpoints" / LAST
-                    payload = _checkpoint_payload(method, cfg, state)
+                    payload = _checkpoint_payload(method, cfg, state, tensors)
                     save_checkpoint(checkpoint, payload)
                     if record["selected_epoch"] == epoch:
                         save_checkpoint(out_dir / "checkpoints" / SELECTED, payload)
+                        save_test_scores(out_dir / TEST_SCORES, test_scores, tensors, epoch)
                     writer.epoch(record, epoch)
                     _write_metrics(out_dir, _result(cfg, method, state, data_info))
             if on_epoch_end is not None:
@@ -196,40 +199,64 @@ def train(
             writer.close()
 
 
-def _evaluate(method: Method, tensors: SplitTensors, cfg: RunConfig, writer, epoch: int, grid) -> dict:
+def save_test_scores(path: Path, scores: torch.Tensor, tensors: SplitTensors, epoch: int) -> None:
+    """The selected epoch's per-image test scores, 0/1 targets and original classes: what score
+    box plots need (`raygan report --figures`), about 60 KB for a 10,000-image test set."""
+    tmp = path.with_name(path.name + ".tmp.npz")  # np.savez appends .npz to other names
+    np.savez_compressed(tmp, scores=scores.numpy().astype(np.float32), targets=tensors.test_y.numpy().astype(np.int8),
+                        classes=tensors.test_classes.numpy().astype(np.int16), epoch=np.int64(epoch))
+    tmp.replace(path)
+
+
+def _evaluate(method: Method, tensors: SplitTensors, cfg: RunConfig, writer, epoch: int,
+              grid) -> tuple[dict, torch.Tensor]:
     bs = cfg.train.eval_batch_size
     val_scores = method.score(tensors.val_x, bs)
     test_scores = method.score(tensors.test_x, bs)
     val = detection_metrics(val_scores, tensors.val_y)
     test = detection_metrics(test_scores, tensors.test_y)
     normal_val = val_scores[tensors.val_y == 0]
+    threshold = choose_threshold(val_scores, tensors.val_y)
     record = {
         "auroc_val": val["auroc"],
         "ap_val": val["ap"],
         "val_loss": float(normal_val.mean()) if len(normal_val) else math.nan,
         "auroc_test": test["auroc"],
         "ap_test": test["ap"],
+        # The decision threshold of this epoch's detector (`raygan score` reads it from the checkpoint).
+        **{f"threshold{'' if key == 'value' else '_' + key}": value for key, value in threshold.items()},
     }
     if writer is not None:
         writer.scores(test_scores, tensors.test_y, epoch)
         for tag, x in grid.items():
             writer.reconstructions(x, method.reconstruct(x), tag, epoch)
-    return record
+    return record, test_scores
 
 
-def _grid_images(tensors: SplitTensors) -> dict[str, torch.Tensor]:
+def grid_images(tensors: SplitTensors, count: int = GRID_IMAGES) -> dict[str, torch.Tensor]:
+    """Up to ``count`` normal and anomalous test images, evenly spaced (the same ones every epoch)."""
     grid = {}
     for label, tag in ((0, "test_normal"), (1, "test_anomalous")):
         idx = torch.nonzero(tensors.test_y == label).flatten()
         if len(idx):
-            pick = idx[torch.linspace(0, len(idx) - 1, min(GRID_IMAGES, len(idx))).long()]
+            pick = idx[torch.linspace(0, len(idx) - 1, min(count, len(idx))).long()]
             grid[tag] = tensors.test_x[pick]
     return grid
 
 
-def _checkpoint_payload(method: Method, cfg: RunConfig, state: RunState) -> dict:
+def _checkpoint_payload(method: Method, cfg: RunConfig, state: RunState, tensors: SplitTensors) -> dict:
+    last = state.history[-1]
     return {
         "method": method.state_dict(),
+        # What `raygan score` needs to use the detector on new images (raygan.detector).
+        "threshold": {"value": last["threshold"], "rule": last["threshold_rule"], "epoch": last["epoch"],
+                      "tpr": last["threshold_tpr"], "fpr": last["threshold_fpr"]},
+        "preprocessing": {
+            "image_size": tensors.image_size,
+            "channels": tensors.channels,
+            "max_value": tensors.max_value,
+            "dataset": cfg.data.dataset,
+        },
         "epoch": state.epoch,
         "global_step": state.global_step,
         "history": state.history,
@@ -240,8 +267,10 @@ def _checkpoint_payload(method: Method, cfg: RunConfig, state: RunState) -> dict
 
 def _resume(cfg: RunConfig, path: Path, method: Method) -> RunState:
     saved = load_checkpoint(path)
-    if saved["config"] != cfg.to_dict():
-        differing = _differences(saved["config"], cfg.to_dict())
+    # from_dict fills config fields added since the checkpoint was written with their defaults.
+    saved_config = RunConfig.from_dict(saved["config"]).to_dict()
+    if saved_config != cfg.to_dict():
+        differing = _differences(saved_config, cfg.to_dict())
         raise RayganError(
             f"{path} holds a run with a different configuration ({', '.join(differing[:5])}); "
             f"choose another --out, or delete {path} to start again"
@@ -288,7 +317,7 @@ def _result(cfg: RunConfig, method: Method, state: RunState, data_info: dict) ->
         "train_seconds": sum(h["train_seconds"] for h in history),
         "discriminator_resets": method.discriminator_resets,
         "params_generator": count_parameters(method.generator),
-        "params_discriminator": count_parameters(method.discriminator) if method.discriminator is not None else 0,
+        "params_discriminator": sum(count_parameters(net) for name, net in method.networks().items() if name != "generator"),
         **({"counts": data_info["counts"]} if data_info else {}),
         "history": history,
     }

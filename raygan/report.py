@@ -40,8 +40,16 @@ def _label(value) -> str:
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample SD: the spread over a cell's seeds."""
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _mean_population_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and population SD: the paper's ± over classes (its printed SDs equal the population
+    SD of its printed class values, e.g. Table 1), so ours is comparable."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.pstdev(values) if len(values) > 1 else None)
 
 
 def _cell(mean: float | None, sd: float | None) -> str:
@@ -69,22 +77,30 @@ def grid_table(info: dict, rows: list[dict], study: Study | None) -> tuple[list[
         per_class = cells.get(key, {})
         class_stats = {c: _mean_sd(v) for c, v in per_class.items()}
         means = [m for m, _ in class_stats.values()]
-        avg, sd = _mean_sd(means) if means else (None, None)
+        avg, sd = _mean_population_sd(means) if means else (None, None)
         paper = study.paper.get(key) if study is not None and study.paper is not None else None
+        paper_classes = study.paper.classes(key) if study is not None and study.paper is not None else None
         delta = avg - paper[0] if paper is not None and avg is not None else None
         body.append({
             "factors": [_label(v) for v in key],
             "classes": [class_stats.get(c, (None, None)) for c in classes],
             "avg": avg, "sd": sd, "paper": paper, "delta": delta,
+            # the paper's own class-by-class row, where its table prints one
+            "paper_classes": [paper_classes[c] if c < len(paper_classes) else None for c in classes]
+            if paper_classes else None,
         })
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "stopped", "failed")}
     notes = [
         f"study {info['study']} ({info.get('reproduces', '')}), profile {info['profile']}: "
         f"{counts['finished']} trials finished, {counts['failed']} failed, {counts['stopped']} stopped "
         f"(of {info.get('trials')} planned)",
-        "test AUROC (%) at the validation-selected epoch; class cells: mean±SD over seeds; avg and SD over "
-        "the classes' means; paper: the paper's mean±SD over classes; Δ = avg − paper; — : not reported",
+        "test AUROC (%) at the validation-selected epoch; class cells: mean±SD (sample) over seeds; avg and "
+        "SD (population, as the paper) over the classes' means; paper: the paper's mean±SD over classes; Δ = avg − paper; — : not reported",
     ]
+    if any(row["paper_classes"] for row in body):
+        notes.append("↳ paper: the paper's class-by-class row under ours (its avg and SD as printed)")
+    if study is not None and study.paper is not None:
+        notes.append(f"paper: {study.paper.source}")
     for r in rows:
         if r["status"] == "failed":
             notes.append(f"failed: {r['trial_key']}: {r['error']}")
@@ -97,8 +113,9 @@ def render_grid(header: list[str], body: list[dict], notes: list[str], fmt: str)
         writer = csv.writer(out)
         n_factors = len(body[0]["factors"]) if body else 0
         classes = header[n_factors:-4]
+        per_class = any(row["paper_classes"] for row in body)
         writer.writerow([*header[:n_factors], *[x for c in classes for x in (c, f"{c} SD")],
-                         "avg", "SD", "paper", "paper SD", "delta"])
+                         "avg", "SD", "paper", "paper SD", "delta", *([f"paper {c}" for c in classes] if per_class else [])])
         for row in body:
             writer.writerow([
                 *row["factors"],
@@ -106,6 +123,7 @@ def render_grid(header: list[str], body: list[dict], notes: list[str], fmt: str)
                 _num(row["avg"]), _num(row["sd"]),
                 _num(row["paper"][0] if row["paper"] else None), _num(row["paper"][1] if row["paper"] else None),
                 _num(row["delta"]),
+                *([_num(x) for x in row["paper_classes"] or [None] * len(classes)] if per_class else []),
             ])
         return out.getvalue()
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -119,6 +137,13 @@ def render_grid(header: list[str], body: list[dict], notes: list[str], fmt: str)
             f"{row['delta']:+.1f}" if row["delta"] is not None else "—",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+        if row["paper_classes"]:
+            lines.append("| " + " | ".join([
+                "↳ paper", *[""] * (len(row["factors"]) - 1),
+                *[_cell(x, None) for x in row["paper_classes"]],
+                _cell(paper[0], None) if paper else "—", _cell(paper[1], None) if paper and paper[1] is not None else "—",
+                "", "",
+            ]) + " |")
     return "\n".join(lines + [""] + notes) + "\n"
 
 
@@ -154,6 +179,14 @@ def report(study_dir: Path, fmt: str = "markdown") -> str:
         return search_table(info, rows, fmt)
     header, body, notes = grid_table(info, rows, _study(info["study"]))
     return render_grid(header, body, notes, fmt)
+
+
+def figures(study_dir: Path, out_dir: Path) -> list[Path]:
+    """The study's figures as PNGs in ``out_dir`` (see raygan.figures)."""
+    from raygan.figures import write_figures
+
+    info, _ = read_results(study_dir)
+    return write_figures(study_dir, out_dir, _study(info["study"]))
 
 
 def best_trial(study_dir: Path) -> dict:

@@ -14,10 +14,12 @@ import importlib
 import itertools
 import json
 import math
+import os
 import pkgutil
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from raygan.config import RunConfig
@@ -75,13 +77,30 @@ class Trial:
 @dataclass(frozen=True)
 class PaperTable:
     """The paper's reference numbers: (row factor values...) -> (mean, SD) in percent AUROC, where
-    the row is ``(dataset, *study.rows)``; SD is over classes (the paper's ±)."""
+    the row is ``(dataset, *study.rows)``; SD is over classes (the paper's ±). ``per_class`` holds
+    the row's class-by-class numbers where the table prints them (index = class)."""
 
     source: str
     values: Mapping[tuple, tuple[float, float | None]]
+    per_class: Mapping[tuple, tuple[float, ...]] = field(default_factory=dict)
 
     def get(self, row: tuple) -> tuple[float, float | None] | None:
         return self.values.get(tuple(row))
+
+    def classes(self, row: tuple) -> tuple[float, ...] | None:
+        return self.per_class.get(tuple(row))
+
+
+@dataclass(frozen=True)
+class FolderDataset:
+    """A data set the user supplies as an image folder (e.g. a medical set of papers/004 Table 3),
+    read with ``image_folder`` from ``<--data-root>/<folder>``; the study names it (row label, trial
+    key) and trains with its normal class folder as the one normal class."""
+
+    folder: str  # sub-folder of --data-root (or $RAYGAN_DATA)
+    normal_class: str  # the class folder of normal images (matched ignoring case)
+    source: str  # what to put there and where to get it: the missing-folder message says it
+    image_size: int = 128  # papers/004 §5: medical images at 128x128
 
 
 def parse_paper_cell(text: str | None) -> tuple[float, float | None] | None:
@@ -103,6 +122,7 @@ class Study:
     base: Mapping[str, Any]  # config patch applied to every trial
     profiles: Mapping[str, Profile]
     factors: tuple[Factor, ...] = ()
+    # Both receive the trial's factors: dataset, class_index and the study's factors (not the seed).
     where: Callable[[dict], bool] | None = None  # which factor combinations exist (paper's cells)
     configure: Callable[[dict], dict] | None = None  # factors -> config patch, beyond Factor.key
     rows: tuple[str, ...] = ()  # factors the report puts in rows after the dataset
@@ -110,6 +130,7 @@ class Study:
     # Searches: define-by-run Optuna space (trial, profile) -> {name: constant}; sampled names
     # with a dot are config keys, others are recorded only.
     search_space: Callable[[Any, Profile], dict | None] | None = None
+    folder_datasets: Mapping[str, FolderDataset] = field(default_factory=dict)  # names usable in profiles
 
     @property
     def is_search(self) -> bool:
@@ -194,9 +215,13 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def base_config(study: Study, profile: Profile, dataset: str, class_index: int, seed: int) -> dict:
+def base_config(study: Study, profile: Profile, dataset: str, class_index: int, seed: int,
+                data: Mapping[str, Any] | None = None) -> dict:
+    """``data``: how a study's folder data set is read (replaces ``data.dataset``)."""
     config = merge(study.base, profile.overrides)
     config = merge(config, {"data": {"dataset": dataset, "class_index": class_index, "seed": seed}})
+    if data:
+        config = merge(config, {"data": data})
     if profile.epochs is not None:
         config = merge(config, {"train": {"epochs": profile.epochs}})
     return config
@@ -225,22 +250,29 @@ def expand(study: Study, profile: Profile, overrides: Mapping[str, Any] | None =
     trials: list[Trial] = []
     axes = _factor_values(study, profile)
     for dataset in profile.datasets:
-        for class_index in profile_classes(profile, dataset):
+        data, classes, dataset_overrides = None, None, overrides
+        if dataset in study.folder_datasets:
+            data, classes = resolve_folder_dataset(study, dataset, profile, overrides)
+            if overrides and "data_root" in overrides.get("data", {}):
+                # --data-root names the folder holding every set; the set's own folder is in `data`
+                dataset_overrides = merge(overrides, {"data": {"data_root": data["data_root"]}})
+        for class_index in classes or profile_classes(profile, dataset):
             for combo in itertools.product(*axes):
                 cell = {f.name: v for f, v in zip(study.factors, combo)}
-                if study.where is not None and not study.where(cell):
+                context = {"dataset": dataset, "class_index": class_index, **cell}
+                if study.where is not None and not study.where(context):
                     continue
                 for seed in profile.seeds:
-                    config = base_config(study, profile, dataset, class_index, seed)
+                    config = base_config(study, profile, dataset, class_index, seed, data)
                     patch: dict = {}
                     for factor in study.factors:
                         if factor.key is not None:
                             set_dotted(patch, factor.key, cell[factor.name])
                     if study.configure is not None:
-                        patch = merge(patch, study.configure(cell))
+                        patch = merge(patch, study.configure(context))
                     config = merge(config, patch)
-                    if overrides:
-                        config = merge(config, overrides)
+                    if dataset_overrides:
+                        config = merge(config, dataset_overrides)
                     factors = {"dataset": dataset, "class_index": class_index, **cell, "seed": seed}
                     key = "-".join(
                         [dataset, f"c{class_index}", *(f"{n}{_format_value(v)}" for n, v in cell.items()), f"s{seed}"]
@@ -249,6 +281,41 @@ def expand(study: Study, profile: Profile, overrides: Mapping[str, Any] | None =
     if not trials:
         raise ConfigError(f"study {study.name}: the chosen profile and flags leave no trials")
     return trials
+
+
+def resolve_folder_dataset(study: Study, name: str, profile: Profile,
+                           overrides: Mapping[str, Any] | None) -> tuple[dict, tuple[int, ...]]:
+    """(data config patch, classes) of a study's folder data set: ``<root>/<folder>`` read with
+    image_folder, the normal class by its folder name. Missing folders fail here, before anything
+    runs, with a message naming the folder and what belongs in it."""
+    from raygan.data.image_folder import class_folder_names
+
+    spec = study.folder_datasets[name]
+    root = ((overrides or {}).get("data") or {}).get("data_root") or os.environ.get("RAYGAN_DATA")
+    if not root:
+        raise ConfigError(
+            f"study {study.name}: data set {name} is your copy of {spec.source}; pass --data-root DIR "
+            f"where DIR/{spec.folder}/ holds it (one sub-folder per class, or train/ and test/ with one each)"
+        )
+    folder = Path(root).expanduser() / spec.folder
+    if not folder.is_dir():
+        raise ConfigError(
+            f"data set {name}: folder {folder} does not exist; put {spec.source} there (one sub-folder "
+            f"per class, or train/ and test/ with one each), or pass --data-root DIR holding {spec.folder}/"
+        )
+    classes = class_folder_names(folder)
+    matches = [i for i, c in enumerate(classes) if c.lower() == spec.normal_class.lower()]
+    if not matches:
+        raise ConfigError(
+            f"data set {name}: {folder} has class folders {', '.join(classes) or '(none)'}; the normal "
+            f"class folder {spec.normal_class!r} is not among them"
+        )
+    chosen = profile.classes.get(name, (matches[0],))
+    for c in chosen:
+        if not 0 <= c < len(classes):
+            raise ConfigError(f"class {c} is not a class of {name} ({folder}: classes 0..{len(classes) - 1})")
+    data = {"dataset": "image_folder", "data_root": str(folder.resolve()), "image_size": spec.image_size}
+    return data, tuple(chosen)
 
 
 def validated(config: dict, where: str) -> dict:
@@ -309,12 +376,12 @@ def study_hash(study: Study, profile_name: str, trials: Sequence[Trial] | Trial,
 # Cost estimate for --dry-run
 
 # Training images/s and scoring ms/image at batch 256 of each generator, measured with
-# benchmarks/throughput.py on the 2-core CPU this project is developed on (README). A GPU is
-# one to two orders of magnitude faster; the estimate is stated in CPU-worker-hours.
-CPU_TRAIN_IMAGES_PER_S = {"naive": 78.8, "unet": 26.2, "unetpp": 10.7, "ganomaly": 137.5, "autoencoder": 437.5,
-                          "skip_ganomaly": 67.1}
-CPU_SCORE_MS_PER_IMAGE = {"naive": 0.78, "unet": 3.14, "unetpp": 7.09, "ganomaly": 0.74, "autoencoder": 0.64,
-                          "skip_ganomaly": 3.23}
+# benchmarks/throughput.py on a 2-core CPU worker (AMD EPYC, AVX-512; README). A GPU is one to
+# two orders of magnitude faster; the estimate is stated in CPU-worker-hours.
+CPU_TRAIN_IMAGES_PER_S = {"naive": 385.1, "unet": 108.9, "unetpp": 48.5, "ganomaly": 518.7, "autoencoder": 1359.1,
+                          "skip_ganomaly": 215.8}
+CPU_SCORE_MS_PER_IMAGE = {"naive": 0.226, "unet": 0.936, "unetpp": 2.496, "ganomaly": 0.318, "autoencoder": 0.226,
+                          "skip_ganomaly": 1.138}
 # Training images per class and evaluation images (validation + test) per trial, by data set.
 APPROX_IMAGES = {
     "digits": (126, 700),

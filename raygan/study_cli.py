@@ -37,11 +37,13 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the trials, their count and estimated CPU-worker-hours; run nothing")
     parser.add_argument("--storage", type=Path, default=None,
                         help=f"where studies live (default: $RAYGAN_STORAGE or {DEFAULT_STORAGE}); "
-                             "the study's directory is <storage>/<study>")
+                             "the study's directory is <storage>/<study>; on several nodes a shared file system "
+                             "(NFS, EFS) mounted at the same path on every node")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted study (Tuner.restore): finished trials are kept, not rerun")
     parser.add_argument("--address", default=None,
-                        help="an existing Ray cluster ('auto', host:port or ray://...); default: start a local one")
+                        help="an existing Ray cluster ('auto', host:port or ray://...; 'auto' inside `ray job submit`); "
+                             "default: start a local one")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as resources allow; searches: 1)")
     extend = parser.add_argument_group("extend or narrow the profile")
     extend.add_argument("--datasets", nargs="+", default=None, metavar="NAME", help="data sets (raygan data list)")
@@ -57,7 +59,9 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--workers-per-trial", type=int, default=0,
                        help="N >= 1: each trial runs a Ray Train DDP trainer with N workers; 0 (default): in-process")
     where.add_argument("--cpus-per-worker", type=float, default=0.9, help="CPUs per DDP worker with --workers-per-trial")
-    where.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (from its last checkpoint)")
+    where.add_argument("--max-failures", type=int, default=0,
+                       help="retries of a trial whose process or node died, on any node, from its last checkpoint; "
+                            "configuration errors and NaN losses are recorded as failed, not retried")
     where.add_argument("--search-seed", type=int, default=0, help="searches: the Optuna sampler's seed")
 
 

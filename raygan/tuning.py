@@ -15,6 +15,15 @@ Layout of a study directory (``<storage>/<study>``)::
 
 A trial's own directory is keyed by the trial (never by time), so a restored or retried trial
 resumes from its last checkpoint instead of starting over, and a finished one is not trained again.
+On several nodes this holds only if ``<storage>`` is one shared file system mounted at the same path
+on every node (NFS, EFS): a trial retried on another node must find its checkpoint there. A trial
+on a node that cannot see the study directory fails with a message saying so.
+
+Retries (``max_failures``): a trial that dies (its node lost, out of memory, a crash) is retried
+from its last checkpoint. A deterministic error (an impossible configuration, a diverged loss) would
+only fail again from the same checkpoint and seed, so the trial ends at once, recorded as failed
+with its message, and is not retried. Each attempt is logged in ``trials/<key>/attempts.jsonl``
+(node, host, the epoch it started from).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
 ROWS_DIR = "rows"
 ERROR_FILE = "error.txt"
+ATTEMPTS_FILE = "attempts.jsonl"
 # Environment passed to trial processes on a cluster that the driver did not start.
 FORWARDED_ENV = ("RAYGAN_DATA", "RAYGAN_CACHE")
 
@@ -132,8 +142,17 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         sampled = {k: v for k, v in tune_config.items()}
         factors = {**setup["base"]["factors"], **sampled}
         config = apply_sampled(setup["base"]["config"], sampled)
-    out_dir = Path(setup["study_dir"]) / TRIALS_DIR / key
-    done = _read_json(Path(setup["study_dir"]) / ROWS_DIR / f"{key}.json")
+    study_dir = Path(setup["study_dir"])
+    if not (study_dir / STUDY_FILE).exists():
+        # The driver wrote study.json before any trial started: this node has another file system.
+        # Raised (not returned): a retry may land on a node that does see the storage.
+        raise RayganError(
+            f"--storage {study_dir.parent} is not visible on node {socket.gethostname()} "
+            f"({ray.util.get_node_ip_address()}): with several nodes, --storage must be a shared file "
+            f"system (NFS, EFS) mounted at the same path on every node"
+        )
+    out_dir = study_dir / TRIALS_DIR / key
+    done = _read_json(study_dir / ROWS_DIR / f"{key}.json")
     if done is not None and done["status"] == "finished" and done["history"]:
         # Recorded as finished before the driver died (Tune's state may predate that): report
         # its end state once, train nothing.
@@ -148,6 +167,7 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         "node_id": ray.get_runtime_context().get_node_id(),
         "hostname": socket.gethostname(),
     }
+    _log_attempt(out_dir, identity)
     reported = []
     try:
         cfg = RunConfig.from_dict(config)
@@ -174,7 +194,41 @@ def run_trial(tune_config: dict, setup: dict) -> None:
     except Exception as exc:
         message = str(exc) if isinstance(exc, RayganError) else f"{type(exc).__name__}: {exc}"
         (out_dir / ERROR_FILE).write_text(message + "\n\n" + traceback.format_exc())
+        if _is_deterministic(exc):
+            # Ending normally keeps Tune from retrying it (FailureConfig retries every raised
+            # error); the recorder reads error.txt and records the trial as failed.
+            return
         raise
+
+
+def _is_deterministic(exc: Exception) -> bool:
+    """An error that a retry from the same checkpoint and seed would raise again. DataError is
+    not one: a data set missing on one node may be present on another."""
+    from raygan.loop import NonFiniteLoss
+
+    return isinstance(exc, (ConfigError, NonFiniteLoss))
+
+
+def _log_attempt(out_dir: Path, identity: dict) -> None:
+    """Append this attempt (node, host, the epoch its checkpoint resumes from) to attempts.jsonl."""
+    from raygan.checkpoints import LAST, load_checkpoint
+
+    last = out_dir / "checkpoints" / LAST
+    try:
+        start_epoch = load_checkpoint(last)["epoch"] if last.exists() else 0
+    except RayganError:
+        start_epoch = 0  # damaged: the loop reports it with its own message
+    entry = {"node_id": identity["node_id"], "hostname": identity["hostname"], "start_epoch": start_epoch,
+             "started_at": time.time()}
+    with open(out_dir / ATTEMPTS_FILE, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def read_attempts(run_dir: Path) -> list[dict]:
+    path = run_dir / ATTEMPTS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _run_ddp(cfg: RunConfig, out_dir: Path, setup: dict, factors: dict, identity: dict) -> None:
@@ -218,7 +272,9 @@ def trial_record(study_dir: Path, plan_info: dict, key: str, trial_id: str, stat
     run_dir = study_dir / TRIALS_DIR / key
     metrics = _read_json(run_dir / "metrics.json") or {}
     resolved = _read_json(run_dir / "config.json") or config
-    if status == "terminated":
+    if status == "terminated" and (run_dir / ERROR_FILE).exists():
+        status, error = "failed", _error_message(run_dir, None)  # a deterministic error, not retried
+    elif status == "terminated":
         epochs = RunConfig.from_dict(resolved).train.epochs
         status = "finished" if metrics.get("epochs") == epochs else "stopped"
     if status == "failed" and error is None:
@@ -239,6 +295,7 @@ def trial_record(study_dir: Path, plan_info: dict, key: str, trial_id: str, stat
         "history": metrics.get("history", []),
         "node_id": last.get("node_id"),
         "hostname": last.get("hostname"),
+        "attempts": read_attempts(run_dir),
         "recorded_at": time.time(),
     }
 
@@ -310,7 +367,7 @@ def _recorder(study_dir: Path, plan_info: dict, setup: dict):
             write_record(study_dir, record)
             self.ended += 1
             metrics = record["metrics"]
-            detail = (f"error: {error}" if record["status"] == "failed" else
+            detail = (f"error: {record['error']}" if record["status"] == "failed" else
                       f"test AUROC {metrics.get('auroc', float('nan')):.4f} (validation {metrics.get('auroc_val', float('nan')):.4f}, "
                       f"epoch {metrics.get('selected_epoch')} of {metrics.get('epochs')})")
             total = f"/{plan_info['trials']}" if plan_info.get("trials") else ""
@@ -322,6 +379,14 @@ def _recorder(study_dir: Path, plan_info: dict, setup: dict):
         def on_trial_error(self, iteration, trials, trial, **info):
             self._write(trial, "failed")
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            key = _key_of(trial, setup["kind"])
+            error = _error_message(study_dir / TRIALS_DIR / key, trial) or "its process or node died"
+            last = trial.last_result or {}
+            where = f"{last['hostname']} (node {str(last.get('node_id'))[:8]})" if last.get("hostname") else "its node"
+            print(f"{key} failed on {where}: {error}; retry {trial.run_metadata.num_failures} of "
+                  f"{trial.max_failures}, from its last checkpoint", file=sys.stderr, flush=True)
+
     return Recorder()
 
 
@@ -329,8 +394,8 @@ def _recorder(study_dir: Path, plan_info: dict, setup: dict):
 # Driver
 
 
-def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
-    """Create or check the study directory; refuse to mix different studies or profiles in one."""
+def check_study_dir(plan: Plan, options: RunOptions) -> Path:
+    """Refuse to mix different studies or profiles in one directory, or to resume nothing."""
     study_dir = study_dir_for(options.storage, plan.study)
     manifest_path = study_dir / STUDY_FILE
     if manifest_path.exists():
@@ -348,6 +413,13 @@ def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
             )
     elif options.resume:
         raise RayganError(f"--resume: nothing to resume at {study_dir}; run without --resume to start the study")
+    return study_dir
+
+
+def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
+    """Check, then create the study directory and its manifest."""
+    study_dir = check_study_dir(plan, options)
+    manifest_path = study_dir / STUDY_FILE
     study_dir.mkdir(parents=True, exist_ok=True)
     if not manifest_path.exists():
         tmp = study_dir / f".{STUDY_FILE}.tmp"
@@ -361,25 +433,55 @@ def _init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    _check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    ray.init(
-        address=address,
-        runtime_env={"env_vars": env} if env else None,
-        log_to_driver=True,
-        configure_logging=False,
-    )
+    try:
+        ray.init(
+            address=address,
+            runtime_env={"env_vars": env} if env else None,
+            log_to_driver=True,
+            configure_logging=False,
+        )
+    except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayganError(
+            f"cannot join the Ray cluster at --address {address}: {first} (with token authentication, set "
+            f"RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token)"
+        ) from None
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds, with the address in the message, where ray.init would retry an unreachable
+    host:port for minutes."""
+    if address in (None, "auto", "local"):
+        return  # ray.init finds (or starts) a cluster itself and fails fast when 'auto' finds none
+    scheme, _, hostport = address.rpartition("://")
+    host, _, port = hostport.rpartition(":")
+    if scheme not in ("", "ray") or not host or not port.isdigit():
+        raise RayganError(
+            f"--address {address}: expected 'auto', host:port (the head's GCS, port 6379 by default) or "
+            f"ray://host:port; a dashboard http:// address is for `ray job submit`, not for --address"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayganError(
+            f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one with "
+            f"`ray start --head`, or pass the head node's address"
+        ) from None
 
 
 def run_plan(plan: Plan, options: RunOptions) -> Path:
     """Run (or resume) every trial of the plan; return the study directory. Trial records are in
     ``rows/`` when this returns; the results layer turns them into Parquet."""
     options.check()
-    study_dir = prepare_study_dir(plan, options)
+    check_study_dir(plan, options)
     # Tune's own TensorBoard logger would put a second HParams entry beside each trial's writer;
     # keep Tune's CSV/JSON logs, and let raygan's writer own TensorBoard (trials/<key>/tensorboard).
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     _init_ray(options.address)
+    study_dir = prepare_study_dir(plan, options)  # after joining Ray: a bad --address leaves no study behind
 
     import ray
     from ray import tune

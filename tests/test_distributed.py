@@ -68,8 +68,7 @@ def _worker(rank: int, world: int, port: int, values: dict, anomalies: int, bn_e
         method.distribute(context_from_process_group())
         x, y = shard(*global_batch(anomalies, size), rank, world)
         out = step_and_collect(method, x, y, bn_eval)
-        if rank == 0:
-            torch.save(out, result_path)
+        torch.save(out, result_path.replace("rank0", f"rank{rank}"))
     finally:
         dist.destroy_process_group()
 
@@ -80,7 +79,11 @@ def run_ddp(tmp_path, values, anomalies=0, bn_eval=True, world=2, size=GLOBAL_BA
     return torch.load(path, weights_only=True)
 
 
-AGAD = {"method": "agad", "model": {"backbone": "naive", "latent_size": 16}}
+# Shared BN: these tests compare DDP with one process with BN in eval mode, where AdvProp's
+# auxiliary BN (AGAD's default) is unused by definition; the strategies under DDP in training mode
+# are tested below.
+AGAD = {"method": "agad", "model": {"backbone": "naive", "latent_size": 16, "bn_strategy": "shared"}}
+IMBALANCE_GAN = {"method": "imbalance_gan", "model": {"latent_size": 16}, "data": {"anomaly_fraction": 0.1}}
 
 
 def test_two_workers_take_the_same_step_as_one_with_bn_in_eval_mode(tmp_path):
@@ -116,10 +119,24 @@ def test_per_worker_batch_norm_statistics_give_a_small_documented_difference(tmp
         ({"method": "ganomaly", "model": {"latent_size": 16}}, 0),
         ({"method": "skip_ganomaly"}, 0),
         ({"method": "autoencoder"}, 0),
+        ({**IMBALANCE_GAN, "model": {"latent_size": 16, "bn_strategy": "freeze"}}, 4),
     ],
-    ids=["agad-advprop+freeze-anomalies", "agad-advprop-no-adcon", "ganomaly", "skip_ganomaly", "autoencoder"],
+    ids=["agad-advprop+freeze-anomalies", "agad-advprop-no-adcon", "ganomaly", "skip_ganomaly", "autoencoder",
+         "imbalance_gan-freeze"],
 )
 def test_every_method_and_bn_strategy_trains_under_ddp(tmp_path, values, anomalies):
     out = run_ddp(tmp_path, values, anomalies=anomalies, bn_eval=False)
     assert all(torch.isfinite(v).all() for v in out.values())
     assert out["generator.grad"].abs().sum() > 0
+
+
+
+def test_imbalance_gan_keeps_all_three_networks_identical_across_workers(tmp_path):
+    # Both discriminators are wrapped by DDP like the generator: after a step with each worker on
+    # its own half of the normals and anomalies, every replica holds the same weights.
+    rank0 = run_ddp(tmp_path, IMBALANCE_GAN, anomalies=4, bn_eval=False)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert {"generator.param", "discriminator.param", "anomaly_discriminator.param"} <= set(rank0)
+    for key, value in rank0.items():
+        assert value.abs().sum() > 0, key  # every network trained: non-zero gradients
+        torch.testing.assert_close(rank1[key], value, rtol=1e-5, atol=1e-7)

@@ -5,20 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raygan.config import RunConfig
+from raygan.config import DataConfig, RunConfig
 from raygan.data import build_split, load_dataset, split_tensors
-from raygan.config import DataConfig
 from raygan.errors import ConfigError
 from raygan.evaluation import detection_metrics
 from raygan.methods import METHODS, build_method
-from raygan.models import RoutedBatchNorm2d
+from raygan.models import RoutedBatchNorm2d, bn_route
 
-SMALL_BACKBONE = {"agad": "naive", "skip_ganomaly": "unet", "autoencoder": "naive", "ganomaly": "ganomaly"}
+SMALL_BACKBONE = {"agad": "naive", "skip_ganomaly": "unet", "autoencoder": "naive", "ganomaly": "ganomaly",
+                  "imbalance_gan": "strided_unet"}
+# Methods that refuse γ = 0 get labelled anomalies in every test that builds them.
+NEEDS_ANOMALIES = {"imbalance_gan": {"anomaly_fraction": 0.2}}
 
 
 def method_for(name: str, **sections) -> object:
     torch.manual_seed(0)
-    values = {"method": name, "model": {"backbone": SMALL_BACKBONE.get(name), "latent_size": 16}, **sections}
+    values = {"method": name, "model": {"backbone": SMALL_BACKBONE.get(name), "latent_size": 16},
+              "data": NEEDS_ANOMALIES.get(name, {}), **sections}
     return build_method(RunConfig.from_dict(values), channels=1, image_size=32)
 
 
@@ -136,8 +139,11 @@ def _adcon_only_generator_grads(detach_in_step: bool, detach_by_hand: bool):
     stepped.train_step(x, torch.zeros(8, dtype=torch.long))
     by_hand = method_for("agad", loss=only_adcon)
     g = by_hand.g_module
-    x_hat = g(x.contiguous(memory_format=by_hand.memory_format))
-    second = g(x_hat.detach() if detach_by_hand else x_hat)
+    assert by_hand.cfg.model.bn_strategy == "advprop"  # AGAD's default: x̂ takes the auxiliary BN
+    with bn_route(g, "normal"):
+        x_hat = g(x.contiguous(memory_format=by_hand.memory_format))
+    with bn_route(g, "pseudo_anomaly"):
+        second = g(x_hat.detach() if detach_by_hand else x_hat)
     (-15.0 * (x_hat - second).abs().mean()).backward()  # eq. 8 with λ_adcon = 15
     grads = lambda m: torch.cat([p.grad.flatten() for p in m.g_module.parameters() if p.grad is not None])
     return grads(stepped), grads(by_hand)
@@ -168,6 +174,15 @@ def test_discriminator_is_reinitialised_when_its_loss_collapses():
         ({"method": "autoencoder", "model": {"discriminator": "vgg"}}, "autoencoder has no discriminator"),
         ({"method": "agad", "model": {"backbone": "resnet"}}, "unknown generator 'resnet'"),
         ({"method": "gan", "model": {}}, "unknown method 'gan'"),
+        ({"method": "imbalance_gan"}, "imbalance_gan trains its anomaly discriminator"),
+        ({"method": "imbalance_gan", "data": {"anomaly_fraction": 0.1}, "model": {"discriminator": "vgg"}},
+         "needs image- and patch-level outputs"),
+        ({"method": "imbalance_gan", "data": {"anomaly_fraction": 0.1}, "model": {"bn_strategy": "advprop"}},
+         "no pseudo-anomaly pass"),
+        ({"method": "agad", "loss": {"patch_adversarial_weight": 1.0}}, "loss.patch_adversarial_weight has no meaning for method agad"),
+        ({"method": "imbalance_gan", "data": {"anomaly_fraction": 0.1}, "loss": {"latent_weight": 1.0}},
+         "loss.latent_weight has no meaning for method imbalance_gan"),
+        ({"method": "imbalance_gan", "loss": {"anomaly_adversarial_target": "true"}}, "anomaly_adversarial_target must be one of fake, real"),
     ],
 )
 def test_impossible_method_configs_are_named(values, message):
@@ -195,3 +210,75 @@ def test_cpu_methods_use_fused_adam_and_keep_freed_memory():
     assert all(opt.defaults["fused"] for opt in method.optimizers().values())
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and not allocator._configured_elsewhere():
         assert allocator.keep_freed_memory()  # idempotent: set once per process, reported after
+
+
+# --- imbalance_gan (papers/003) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target,direction", [(0, "down"), (1, "up")])
+def test_imbalance_gan_steps_lower_normal_and_raise_anomaly_reconstruction_error(digits_three, target, direction):
+    method = method_for("imbalance_gan", train={"lr": 1e-3}, data={"anomaly_fraction": 0.2})
+    pool = digits_three.train_x[digits_three.train_y == target][:32]
+    before = reconstruction_error(method, pool)
+    for _ in range(6):
+        terms = method.train_step(pool, torch.full((len(pool),), target))
+    after = reconstruction_error(method, pool)
+    assert (after < before) if direction == "down" else (after > before), (before, after)
+    # only the part present in the batch is trained: its discriminator and its three G terms
+    part = "normal" if target == 0 else "anomalous"
+    assert {f"g_rec_{part}", f"g_adv_{part}", f"g_patch_{part}"} <= set(terms)
+    assert not any(k.endswith("_anomalous" if target == 0 else "_normal") for k in terms)
+
+
+def _verdict_loss(discriminator, real, fake) -> float:
+    """The discriminator's own loss on real vs reconstructed images (image and patch outputs).
+
+    In train mode, as the D step sees them: after a few steps BN's running statistics still lag."""
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        loss = 0.0
+        for images, label in ((real, 1.0), (fake, 0.0)):
+            logit, patches, _ = discriminator.forward_with_patches(images)
+            for out in (logit, patches):
+                loss += float(F.binary_cross_entropy_with_logits(out, torch.full_like(out, label)))
+    return loss / 2
+
+
+def test_imbalance_gan_logs_six_generator_losses_and_both_discriminators_learn(digits_three):
+    method = method_for("imbalance_gan")  # the paper lr 2e-4: Adam's first steps at 1e-3 overshoot
+    x, y = digits_three.train_x[:64], digits_three.train_y[:64]
+    assert 0 < int(y.sum()) < len(y)
+    six = {f"g_{kind}_{part}" for kind in ("rec", "adv", "patch") for part in ("normal", "anomalous")}
+    d_normal, d_anomaly = method.d_module, method.extra_d_modules["anomaly_discriminator"]
+    x_n, x_a = x[y == 0], x[y == 1]
+    for _ in range(4):
+        # The reconstructions this step's D updates see: G in train mode on the batch, before G's step.
+        with torch.no_grad():
+            fake = method.g_module(torch.cat([x_n, x_a]))
+        fake_n, fake_a = fake[: len(x_n)], fake[len(x_n):]
+        before = _verdict_loss(d_normal, x_n, fake_n), _verdict_loss(d_anomaly, x_a, fake_a)
+        terms = method.train_step(x, y)
+        after = _verdict_loss(d_normal, x_n, fake_n), _verdict_loss(d_anomaly, x_a, fake_a)
+        # each discriminator's step makes it better at telling its originals from these reconstructions
+        assert after[0] < before[0] and after[1] < before[1], (before, after)
+    assert six <= set(terms) and {"d_normal_loss", "d_anomaly_loss", "d_loss", "g_loss"} <= set(terms)
+    # G helps D_A (anomaly_adversarial_target fake): it is past chance within these few steps
+    chance = 2 * float(torch.log(torch.tensor(2.0)))  # BCE of an undecided D, image + patch
+    assert float(terms["d_anomaly_loss"]) < chance
+
+
+def test_imbalance_gan_anomaly_adversarial_target_sets_the_sign(digits_three):
+    x = digits_three.train_x[digits_three.train_y == 1][:16]
+    verdicts = {}
+    for target in ("fake", "real"):
+        method = method_for("imbalance_gan", loss={"anomaly_adversarial_target": target,
+                                                   "anomaly_contextual_weight": 0.0,
+                                                   "anomaly_patch_adversarial_weight": 0.0})
+        d_anomaly = method.extra_d_modules["anomaly_discriminator"].eval()
+        # One G step against a fixed D_A: G moves D_A's verdict on its reconstruction towards t.
+        method.train_step(x, torch.ones(len(x), dtype=torch.long))
+        method.d_module.load_state_dict(method_for("imbalance_gan").d_module.state_dict())
+        with torch.no_grad():
+            verdicts[target] = float(d_anomaly(method.reconstruct(x))[0].mean())
+    assert verdicts["real"] > verdicts["fake"], verdicts

@@ -120,6 +120,40 @@ def test_ganomaly_generator_returns_latents() -> None:
     assert torch.equal(reconstruction, same)
 
 
+def test_strided_unet_has_four_strided_convolutions_down_and_four_up() -> None:
+    # papers/003: a U-Net variant with strided convolutions instead of max pooling, 4 down, 4 up.
+    generator = build_generator("strided_unet", channels=1, image_size=32, latent_size=10)
+    convs = [m for m in generator.modules() if type(m) is nn.Conv2d]
+    up_convs = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert len(convs) == 4 and all(c.stride == (2, 2) for c in convs)
+    assert len(up_convs) == 4 and all(c.stride == (2, 2) for c in up_convs)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in generator.modules())
+    h = _images(2, 1, 32)
+    for layer in generator.down:
+        h = layer(h)
+    assert h.shape == (2, 10, 2, 2)  # latent_size channels at the bottom
+
+
+@pytest.mark.parametrize("image_size", [32, 128])
+def test_patch_discriminator_gives_image_and_patch_verdicts(image_size: int) -> None:
+    discriminator = build_discriminator("patch", channels=1, image_size=image_size)
+    x = _images(3, 1, image_size)
+    logits, patch_logits, features = discriminator.forward_with_patches(x)
+    assert logits.shape == (3,) and patch_logits.shape == (3, 64)  # an 8x8 grid at every size
+    plain_logits, plain_features = discriminator(x)
+    torch.testing.assert_close(plain_logits, logits)
+    torch.testing.assert_close(plain_features, features)
+    # A patch logit depends on its neighbourhood only: changing the top-left corner leaves the
+    # bottom-right patches alone.
+    discriminator.eval()
+    with torch.no_grad():
+        before = discriminator.forward_with_patches(x)[1].view(3, 8, 8)
+        x[:, :, : image_size // 8, : image_size // 8] = 1.0
+        after = discriminator.forward_with_patches(x)[1].view(3, 8, 8)
+    assert torch.equal(before[:, 4:, 4:], after[:, 4:, 4:])
+    assert not torch.equal(before[:, 0, 0], after[:, 0, 0])
+
+
 def test_latent_size_sets_the_naive_bottleneck() -> None:
     small = build_generator("naive", channels=1, image_size=32, latent_size=10)
     large = build_generator("naive", channels=1, image_size=32, latent_size=200)
@@ -150,6 +184,10 @@ def test_discriminator_forward_backward_under_every_bn_strategy(name: str, strat
     for route in ROUTES:
         with bn_route(discriminator, route):
             logits, features = discriminator(x)
+            # Discriminators with a patch-level output (papers/003) are exercised through it too.
+            if hasattr(discriminator, "forward_with_patches"):
+                _, patch_logits, _ = discriminator.forward_with_patches(x)
+                logits = torch.cat([logits, patch_logits.flatten()])
         # Logits are raw: a loss with logits must accept them.
         total_loss = total_loss + nn.functional.binary_cross_entropy_with_logits(
             logits, torch.ones_like(logits)

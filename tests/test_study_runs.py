@@ -42,7 +42,7 @@ def records(study_dir: Path) -> dict[str, dict]:
 
 
 def test_bn_ablation_smoke_end_to_end(ray_cluster, tmp_path):
-    out, summary = finish(study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke",
+    out, summary = finish(study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3",
                                 "--storage", str(tmp_path), cluster=ray_cluster))
     study_dir = tmp_path / "bn_ablation"
     assert summary["trials"] == SMOKE_TRIALS and summary["finished"] == SMOKE_TRIALS and summary["failed"] == 0
@@ -166,3 +166,47 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(ray_cluster, tmp_path
     assert rows["all"]["status"] == "finished" and rows["all"]["auroc"] > 0.5 and rows["all"]["error"] is None
     assert rows["0"]["status"] == "failed" and rows["0"]["auroc"] is None
     assert rows["0"]["error"].startswith("data.anomaly_source 0 is not an anomalous class"), rows["0"]["error"]
+
+
+def test_report_figures_from_a_real_smoke_study(ray_cluster, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from raygan.evaluation import detection_metrics
+
+    _, summary = finish(study(sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "2",
+                              "--storage", str(tmp_path), cluster=ray_cluster))
+    study_dir = tmp_path / "supervision"
+    assert summary["finished"] == 3 and summary["failed"] == 0
+    for key, record in records(study_dir).items():
+        # the per-image test scores the box plots use are those of the validation-selected epoch
+        saved = np.load(study_dir / "trials" / key / "test_scores.npz")
+        assert int(saved["epoch"]) == record["metrics"]["selected_epoch"]
+        assert set(np.unique(saved["targets"])) == {0, 1} and len(saved["scores"]) == len(saved["classes"])
+        recomputed = detection_metrics(saved["scores"], saved["targets"].astype(np.int64))
+        assert recomputed["auroc"] == pytest.approx(record["metrics"]["auroc"], abs=1e-6)
+        # the reconstruction figure's images come from the selected checkpoint: their ‖x − G(x)‖₂
+        # are the saved scores of those test images
+        from raygan.figures import Reconstructor
+
+        run_dir = study_dir / "trials" / key
+        x, x_hat, targets = Reconstructor().images({"config": json.loads((run_dir / "config.json").read_text()),
+                                                    "checkpoint": run_dir / "checkpoints" / "selected.pt"})
+        assert len(x) == 16 and list(targets) == [0] * 8 + [1] * 8
+        for distance in np.sqrt(((x - x_hat) ** 2).reshape(len(x), -1).sum(1)):
+            assert np.isclose(saved["scores"], distance, rtol=1e-5).any()
+
+    figures = tmp_path / "figures"
+    result = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir), "--figures", str(figures)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    expected = {"auroc_per_epoch_digits.png", "score_boxes_digits.png", "reconstructions_digits_c3.png",
+                "gamma_vs_auroc.png"}
+    assert {p.name for p in figures.iterdir()} == expected
+    assert sorted(line.removeprefix("figure: ") for line in result.stderr.splitlines() if line.startswith("figure: ")) \
+        == sorted(str(figures / name) for name in expected)
+    for name in expected:
+        with Image.open(figures / name) as image:
+            assert image.format == "PNG" and image.width >= 400 and image.height >= 300
+            low, high = image.convert("L").getextrema()
+            assert high - low > 100, f"{name} is blank"

@@ -25,6 +25,14 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def class_folder_names(root: Path) -> list[str]:
+    """The class names the loader will use for ``root``: its sub-folders, or those of ``root/train``
+    when it holds an official ``train/`` and ``test/`` split. Studies read them to find the normal
+    class of a user's folder before anything is loaded."""
+    official = (root / "train").is_dir() and (root / "test").is_dir()
+    return [p.name for p in _class_dirs(root / "train" if official else root)]
+
+
 def _image_files(directory: Path) -> list[Path]:
     return sorted(
         p for p in directory.rglob("*")
@@ -81,7 +89,7 @@ def load_image_folder(
     official = (root / "train").is_dir() and (root / "test").is_dir()
     split_roots = {"train": root / "train", "test": root / "test"} if official else {"all": root}
 
-    class_names = [p.name for p in _class_dirs(split_roots.get("train", root))]
+    class_names = class_folder_names(root)
     if len(class_names) < 2:
         raise DataError(
             f"image folder {split_roots.get('train', root)} has {len(class_names)} class sub-folder(s) "

@@ -157,6 +157,7 @@ class SplitTensors:
     test_classes: torch.Tensor
     image_size: int
     channels: int
+    max_value: int = 255  # the stored pixel value that maps to +1 (digits: 16)
 
 
 def split_tensors(dataset: ImageDataset, split: OneClassSplit, image_size: int | None = None) -> SplitTensors:
@@ -170,6 +171,6 @@ def split_tensors(dataset: ImageDataset, split: OneClassSplit, image_size: int |
     test_x, test_y = convert(dataset.test_images, split.test)
     return SplitTensors(
         train_x, train_y, val_x, val_y, test_x, test_y,
-        torch.from_numpy(split.test.classes), size, dataset.channels,
+        torch.from_numpy(split.test.classes), size, dataset.channels, dataset.max_value,
     )
 

@@ -1,7 +1,7 @@
 """Methods: each owns its model, its losses (named weights), its train step and its anomaly score."""
 
 from raygan.methods.base import METHODS, Method
-from raygan.methods import agad, autoencoder, ganomaly  # noqa: F401  (register themselves)
+from raygan.methods import agad, autoencoder, ganomaly, imbalance_gan  # noqa: F401  (register themselves)
 
 
 def build_method(cfg, channels: int, image_size: int, device="cpu") -> Method:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from raygan.allocator import keep_freed_memory
-from raygan.config import LossConfig, ModelConfig, RunConfig
+from raygan.config import LossConfig, ModelConfig, RunConfig, method_weight_names
 from raygan.distributed import DistributedContext
 from raygan.errors import ConfigError
 from raygan.models import build_discriminator, build_generator, dcgan_init
@@ -32,9 +32,12 @@ class Method:
     uses_labelled_anomalies: ClassVar[bool] = False
     default_backbone: ClassVar[str]
     default_discriminator: ClassVar[str | None]
+    default_bn_strategy: ClassVar[str] = "shared"
     default_weights: ClassVar[dict[str, float | bool]]
     # Weights the method reads; setting any other weight is an error, not a silent no-op.
     weight_names: ClassVar[tuple[str, ...]]
+    # Further discriminators built like the main one, by name (papers/003's anomaly discriminator).
+    extra_discriminators: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: RunConfig, channels: int, image_size: int, device: torch.device | str = "cpu") -> None:
         self.cfg = cfg
@@ -48,6 +51,12 @@ class Method:
             # The BN strategy acts on the generator, which carries x, x̂ and true anomalies
             # through separate routed passes (AGAD §6.2); D keeps plain shared BN.
             self.discriminator = build_discriminator(model.discriminator, channels, image_size).to(self.device)
+        self.extra_d_modules: dict[str, nn.Module] = {
+            name: build_discriminator(model.discriminator, channels, image_size).to(self.device)
+            for name in self.extra_discriminators
+        }
+        # What the train steps call; `distribute` replaces them by their DDP wrappers.
+        self.extra_d_wrapped: dict[str, nn.Module] = dict(self.extra_d_modules)
         # The unwrapped networks: state, eval-mode scoring and re-initialisation use these, while
         # train steps call self.generator / self.discriminator, which `distribute` may wrap in DDP.
         self.g_module, self.d_module = self.generator, self.discriminator
@@ -71,6 +80,9 @@ class Method:
         self.optimizer_d = (
             torch.optim.Adam(self.discriminator.parameters(), **adam) if self.discriminator is not None else None
         )
+        self.extra_d_optimizers = {
+            name: torch.optim.Adam(module.parameters(), **adam) for name, module in self.extra_d_modules.items()
+        }
         self.discriminator_resets = 0
 
     # --- configuration ---------------------------------------------------------------------
@@ -79,8 +91,7 @@ class Method:
     def resolve(cls, cfg: RunConfig) -> RunConfig:
         """Fill the method's paper defaults into the null fields; reject weights it ignores."""
         loss_values = dataclasses.asdict(cfg.loss)
-        for name in ("adversarial_weight", "contextual_weight", "contextual_adversarial_weight",
-                     "latent_weight", "detach_pseudo_anomaly"):
+        for name in method_weight_names():
             if name not in cls.weight_names and loss_values[name] is not None:
                 raise ConfigError(f"loss.{name} has no meaning for method {cls.name}; leave it unset")
             if name in cls.weight_names and loss_values[name] is None:
@@ -91,6 +102,7 @@ class Method:
             cfg.model,
             backbone=cfg.model.backbone or cls.default_backbone,
             discriminator=cfg.model.discriminator or cls.default_discriminator,
+            bn_strategy=cfg.model.bn_strategy or cls.default_bn_strategy,
         )
         resolved = dataclasses.replace(cfg, model=model, loss=LossConfig(**loss_values))
         resolved.check()
@@ -114,6 +126,7 @@ class Method:
         nets = {"generator": self.g_module}
         if self.d_module is not None:
             nets["discriminator"] = self.d_module
+        nets.update(self.extra_d_modules)
         return nets
 
     def ddp_options(self) -> dict[str, dict]:
@@ -133,11 +146,14 @@ class Method:
         self.generator = context.wrap(self.g_module, options["generator"])
         if self.d_module is not None:
             self.discriminator = context.wrap(self.d_module, options["discriminator"])
+        for name, module in self.extra_d_modules.items():
+            self.extra_d_wrapped[name] = context.wrap(module, options[name])
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {"generator": self.optimizer_g}
         if self.optimizer_d is not None:
             opts["discriminator"] = self.optimizer_d
+        opts.update(self.extra_d_optimizers)
         return opts
 
     def train_mode(self) -> None:
@@ -156,20 +172,23 @@ class Method:
         where the G loss does not use every D output (GANomaly's feature matching leaves D's
         classifier unused) a synchronised pass would leave DDP waiting for gradients forever.
         """
-        if isinstance(self.discriminator, nn.parallel.DistributedDataParallel):
-            return self.discriminator.no_sync()
-        return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        for wrapped in (self.discriminator, *self.extra_d_wrapped.values()):
+            if isinstance(wrapped, nn.parallel.DistributedDataParallel):
+                stack.enter_context(wrapped.no_sync())
+        return stack
 
     def step_generator(self, loss: torch.Tensor) -> None:
         self.optimizer_g.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_g.step()
 
-    def step_discriminator(self, loss: torch.Tensor) -> None:
-        assert self.optimizer_d is not None and self.discriminator is not None
-        self.optimizer_d.zero_grad(set_to_none=True)
+    def step_discriminator(self, loss: torch.Tensor, name: str = "discriminator") -> None:
+        """Step one discriminator (the main one, or an extra one by name) and reset it if collapsed."""
+        optimizer, module = self.optimizers()[name], self.networks()[name]
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer_d.step()
+        optimizer.step()
         # A collapsed D gives G no signal: re-initialise it (AGAD Alg. 1 δ; GANomaly, 1e-5).
         # Adam's moments belong to the old weights, so they are reset too. Under DDP the decision
         # uses the loss averaged over ranks and rank 0's new weights are broadcast, so replicas
@@ -178,10 +197,10 @@ class Method:
         if self.distributed is not None:
             value = self.distributed.all_reduce_mean(value)
         if value < self.cfg.loss.discriminator_reset_threshold:
-            self.d_module.apply(dcgan_init)
+            module.apply(dcgan_init)
             if self.distributed is not None:
-                self.distributed.broadcast_module(self.d_module)
-            self.optimizer_d.state.clear()
+                self.distributed.broadcast_module(module)
+            optimizer.state.clear()
             self.discriminator_resets += 1
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:

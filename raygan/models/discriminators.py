@@ -87,3 +87,57 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(x)
         return self.classifier(features).flatten(), features.flatten(1)
+
+
+# 8x8 patches at every image size: at 32x32 each patch logit judges a 4x4-pixel cell (with an
+# 18-pixel receptive field). The grid size is ours; papers/003 does not give one.
+PATCH_GRID = 8
+PATCH_WIDTHS = (64, 128, 256)
+
+
+@DISCRIMINATORS.register("patch")
+class PatchDiscriminator(nn.Module):
+    """papers/003: a DCGAN-style discriminator with an image-level and a patch-level output.
+
+    ``forward(x)`` returns (image logit (B,), features (B, F)) like every discriminator;
+    ``forward(x, return_patches=True)`` (or ``forward_with_patches``) returns (image logit,
+    patch logits (B, 64), features). Two stride-2 convolutions make a shared map, pooled to 8x8;
+    a 3x3 convolution on it gives one logit per patch, and one more stride-2 block and a 4x4
+    convolution the image logit. Under DistributedDataParallel call the wrapper with
+    ``return_patches=True`` so that the pass is synchronised.
+    """
+
+    def __init__(self, channels: int, image_size: int, norm: NormFactory = shared_batch_norm) -> None:
+        super().__init__()
+        check_image_geometry(channels, image_size)
+        w0, w1, w2 = PATCH_WIDTHS
+        self.trunk = nn.Sequential(
+            nn.Conv2d(channels, w0, 4, 2, 1),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+            nn.Conv2d(w0, w1, 4, 2, 1, bias=False),
+            norm(w1),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+            nn.AdaptiveAvgPool2d(PATCH_GRID),
+        )
+        self.patch_head = nn.Conv2d(w1, 1, 3, 1, 1)
+        self.features = nn.Sequential(
+            nn.Conv2d(w1, w2, 4, 2, 1, bias=False),
+            norm(w2),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+        )
+        self.classifier = nn.Conv2d(w2, 1, PATCH_GRID // 2)
+
+        self.apply(dcgan_init)
+
+    def forward(
+        self, x: torch.Tensor, *, return_patches: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        shared = self.trunk(x)
+        features = self.features(shared)
+        logit = self.classifier(features).flatten()
+        if not return_patches:
+            return logit, features.flatten(1)
+        return logit, self.patch_head(shared).flatten(1), features.flatten(1)
+
+    def forward_with_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self(x, return_patches=True)

@@ -246,3 +246,63 @@ class GanomalyGenerator(nn.Module):
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self(x, return_latents=True)
+
+
+# papers/003: 64 filters at the first level, doubling per strided convolution (pix2pix's widths).
+STRIDED_UNET_WIDTHS = (64, 128, 256)
+
+
+@GENERATORS.register("strided_unet")
+class StridedUNet(nn.Module):
+    """papers/003 (Kim et al. 2020): a U-Net of 4 strided convolutions down and 4 up-convolutions.
+
+    One Conv(4, 2, 1) per level replaces U-Net's two convolutions and max pooling, as the poster
+    describes ("4 convolutional layers followed by 4 up-convolutions"); each up-convolution sees
+    the previous one's output concatenated with the skip from its level. The deepest level has
+    ``latent_size`` channels (2x2 at 32x32), as the naive backbone's bottleneck. The widths and
+    the 4x4 kernels are ours (pix2pix's U-Net), the poster gives neither.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        latent_size: int = 100,
+        norm: NormFactory = shared_batch_norm,
+    ) -> None:
+        super().__init__()
+        check_image_geometry(channels, image_size)
+        check_latent_size(latent_size)
+        widths = [*STRIDED_UNET_WIDTHS, latent_size]
+        self.down = nn.ModuleList()
+        width_in = channels
+        for level, width in enumerate(widths):
+            layers: list[nn.Module] = [nn.Conv2d(width_in, width, 4, 2, 1, bias=level == 0)]
+            if level > 0:  # DCGAN: no norm on the layer that sees raw pixels
+                layers.append(norm(width))
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
+            self.down.append(nn.Sequential(*layers))
+            width_in = width
+        self.up = nn.ModuleList()
+        for level in range(len(widths) - 1, 0, -1):
+            # The deepest up-convolution sees the bottleneck alone; the others also the skip.
+            width_in = widths[level] if level == len(widths) - 1 else 2 * widths[level]
+            self.up.append(nn.Sequential(
+                nn.ConvTranspose2d(width_in, widths[level - 1], 4, 2, 1, bias=False),
+                norm(widths[level - 1]),
+                nn.ReLU(inplace=True),
+            ))
+        self.head = nn.Sequential(nn.ConvTranspose2d(2 * widths[0], channels, 4, 2, 1), nn.Tanh())
+
+        self.apply(dcgan_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for layer in self.down:
+            h = layer(h)
+            skips.append(h)
+        h = self.up[0](skips.pop())
+        for layer in self.up[1:]:
+            h = layer(torch.cat([h, skips.pop()], 1))
+        return self.head(torch.cat([h, skips.pop()], 1))
