@@ -29,6 +29,7 @@ import numpy as np
 
 from raygan.errors import RayganError
 from raygan.loop import TEST_SCORES, grid_images
+from raygan.report import _label
 from raygan.results import CURVES_FILE, read_results
 from raygan.study import Study
 from raygan.tuning import TRIALS_DIR
@@ -49,14 +50,6 @@ def _pyplot():
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
-
-
-def _label(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _cell_name(names: list[str], values: tuple) -> str:

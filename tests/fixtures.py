@@ -75,3 +75,28 @@ def cifar_archive_bytes(layout: CifarLayout, n_per_class=2) -> bytes:
 
 
 __all__ = ["CIFAR10", "CIFAR100", "cifar_archive_bytes", "idx_gz_bytes", "write_cifar_dir", "write_idx_dataset"]
+
+
+def run_source_probe_study(storage: Path, max_failures: int = 0) -> tuple[Path, dict[str, dict]]:
+    """A two-trial study on the running Ray whose second trial fails inside the trial: anomaly_source
+    "0" names the normal class itself, which only the data split finds out. Returns the study
+    directory and its result rows by the factor value ("all" | "0")."""
+    import pyarrow.parquet as pq
+
+    from raygan.results import write_results
+    from raygan.study import Factor, Profile, Study, expand, study_hash
+    from raygan.tuning import Plan, RunOptions, run_plan
+
+    broken = Study(
+        name="source_probe", reproduces="test", caption="", base={"method": "autoencoder",
+                                                                   "model": {"backbone": "naive", "latent_size": 8}},
+        factors=(Factor("source", ("all", "0"), key="data.anomaly_source"),),
+        profiles={"smoke": Profile(datasets=("digits",), classes={"digits": (0,)}, seeds=(0,), epochs=1,
+                                   overrides={"train": {"batch_size": 32}})},
+    )
+    trials = expand(broken, broken.profile("smoke"))
+    plan = Plan(broken, "smoke", study_hash(broken, "smoke", trials, None), trials=tuple(trials), epochs=1)
+    study_dir = run_plan(plan, RunOptions(storage=storage, max_failures=max_failures))
+    write_results(study_dir)
+    rows = {r["factor.source"]: r for r in pq.read_table(study_dir / "results.parquet").to_pylist()}
+    return study_dir, rows

@@ -4,7 +4,7 @@ bn_ablation smoke study submitted with `ray job submit`: trials on both nodes, t
 killed mid-study, the driver killed and resumed.
 
 The nodes are stopped by PID (every process of each `ray start` session, found by session id and
-temp dir), never with `ray stop`, which would kill every Ray of the user on the machine.
+temp dir); nothing machine-wide is called, since that would stop every Ray of the user.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from fixtures import run_source_probe_study
 
 pytest.importorskip("ray")
 yaml = pytest.importorskip("yaml")
@@ -174,24 +175,7 @@ def test_an_unreachable_address_fails_in_seconds_with_one_line(tmp_path, address
 def test_a_deterministic_error_is_recorded_once_not_retried(ray_cluster, tmp_path):
     """With --max-failures, Tune would retry every raised error; a configuration the data split
     rejects fails the same way from the same checkpoint, so the trial ends once, recorded failed."""
-    pq = pytest.importorskip("pyarrow.parquet")
-    from raygan.results import write_results
-    from raygan.study import Factor, Profile, Study, expand, study_hash
-    from raygan.tuning import Plan, RunOptions, run_plan
-
-    # anomaly_source "0" names the normal class itself: only the data split (inside the trial) finds out
-    broken = Study(
-        name="source_probe", reproduces="test", caption="", base={"method": "autoencoder",
-                                                                   "model": {"backbone": "naive", "latent_size": 8}},
-        factors=(Factor("source", ("all", "0"), key="data.anomaly_source"),),
-        profiles={"smoke": Profile(datasets=("digits",), classes={"digits": (0,)}, seeds=(0,), epochs=1,
-                                   overrides={"train": {"batch_size": 32}})},
-    )
-    trials = expand(broken, broken.profile("smoke"))
-    plan = Plan(broken, "smoke", study_hash(broken, "smoke", trials, None), trials=tuple(trials), epochs=1)
-    study_dir = run_plan(plan, RunOptions(storage=tmp_path, max_failures=2))
-    write_results(study_dir)
-    rows = {r["factor.source"]: r for r in pq.read_table(study_dir / "results.parquet").to_pylist()}
+    study_dir, rows = run_source_probe_study(tmp_path, max_failures=2)
     assert rows["all"]["status"] == "finished" and rows["all"]["error"] is None
     assert rows["0"]["status"] == "failed" and rows["0"]["auroc"] is None
     assert rows["0"]["error"].startswith("data.anomaly_source 0 is not an anomalous class"), rows["0"]["error"]

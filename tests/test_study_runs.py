@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures import run_source_probe_study
 
 pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -146,23 +147,7 @@ def test_a_trial_can_run_as_a_ddp_trainer(ray_cluster, tmp_path):
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(ray_cluster, tmp_path):
-    from raygan.results import write_results
-    from raygan.study import Factor, Profile, Study, expand, study_hash
-    from raygan.tuning import Plan, RunOptions, run_plan
-
-    # anomaly_source "0" names the normal class itself: only the data split (inside the trial) finds out
-    broken = Study(
-        name="source_probe", reproduces="test", caption="", base={"method": "autoencoder",
-                                                                   "model": {"backbone": "naive", "latent_size": 8}},
-        factors=(Factor("source", ("all", "0"), key="data.anomaly_source"),),
-        profiles={"smoke": Profile(datasets=("digits",), classes={"digits": (0,)}, seeds=(0,), epochs=1,
-                                   overrides={"train": {"batch_size": 32}})},
-    )
-    trials = expand(broken, broken.profile("smoke"))
-    plan = Plan(broken, "smoke", study_hash(broken, "smoke", trials, None), trials=tuple(trials), epochs=1)
-    study_dir = run_plan(plan, RunOptions(storage=tmp_path))
-    write_results(study_dir)
-    rows = {r["factor.source"]: r for r in pq.read_table(study_dir / "results.parquet").to_pylist()}
+    study_dir, rows = run_source_probe_study(tmp_path)
     assert rows["all"]["status"] == "finished" and rows["all"]["auroc"] > 0.5 and rows["all"]["error"] is None
     assert rows["0"]["status"] == "failed" and rows["0"]["auroc"] is None
     assert rows["0"]["error"].startswith("data.anomaly_source 0 is not an anomalous class"), rows["0"]["error"]
