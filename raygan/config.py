@@ -217,6 +217,8 @@ class ModelConfig(ConfigSection):
 
 
 ANOMALY_ADVERSARIAL_TARGETS = ("fake", "real")
+# W in AGAD's footnote 2: any monotonically decreasing wrap of the distance |x̂ − G(x̂)|₁.
+CONTEXTUAL_ADVERSARIAL_WRAPS = ("negative", "reciprocal", "exp")
 
 
 def method_weight_names() -> tuple[str, ...]:
@@ -238,6 +240,11 @@ class LossConfig(ConfigSection):
         None,
         "feed x̂ into the second generator pass as a fixed pseudo-anomaly (no gradient into G(x)); "
         "the paper does not say (README: measured choice)",
+    )
+    contextual_adversarial_wrap: str | None = option(
+        None,
+        "agad: W in W(|x̂ − G(x̂)|₁) for normal batches: negative (−d, eq. 8), reciprocal (1/(d+ε), "
+        "bounded like eq. 10) or exp (e^−d); AGAD footnote 2 allows any decreasing W",
     )
     patch_adversarial_weight: float | None = option(
         None, "imbalance_gan: patch-level adversarial term on reconstructed normals (papers/003 'patch loss'; 1)"
@@ -270,6 +277,11 @@ class LossConfig(ConfigSection):
             raise ConfigError(
                 f"{prefix}.anomaly_adversarial_target must be one of {', '.join(ANOMALY_ADVERSARIAL_TARGETS)}; "
                 f"got {self.anomaly_adversarial_target!r}"
+            )
+        if self.contextual_adversarial_wrap not in (None, *CONTEXTUAL_ADVERSARIAL_WRAPS):
+            raise ConfigError(
+                f"{prefix}.contextual_adversarial_wrap must be one of {', '.join(CONTEXTUAL_ADVERSARIAL_WRAPS)}; "
+                f"got {self.contextual_adversarial_wrap!r}"
             )
         if self.reciprocal_epsilon <= 0:
             raise ConfigError(f"{prefix}.reciprocal_epsilon must be > 0; got {self.reciprocal_epsilon}")

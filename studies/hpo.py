@@ -1,5 +1,5 @@
 """Hyperparameter search for AGAD — Optuna (TPE, seeded) over latent size, λ_adv, λ_con, λ_adcon,
-λ_lat, backbone and batch-norm strategy; objective: validation AUROC (never the test set); ASHA
+λ_lat, the wrap W of the contextual adversarial term, backbone and batch-norm strategy; objective: validation AUROC (never the test set); ASHA
 stops weak trials early on epochs.
 
     python studies/hpo.py --profile smoke
@@ -25,6 +25,7 @@ def space(trial, profile: Profile) -> dict | None:
     if trial.suggest_categorical("contextual_adversarial", [True, False]):
         trial.suggest_float("loss.contextual_adversarial_weight", 0.5, 50.0, log=True)  # 15
         trial.suggest_categorical("loss.detach_pseudo_anomaly", [True, False])
+        trial.suggest_categorical("loss.contextual_adversarial_wrap", ["negative", "reciprocal", "exp"])  # footnote 2
         trial.suggest_categorical("model.bn_strategy", strategies)
         return None
     frozen = gamma > 0 and trial.suggest_categorical("freeze_without_adcon", [False, True])

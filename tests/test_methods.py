@@ -130,10 +130,18 @@ def test_contextual_adversarial_weight_zero_skips_the_second_pass():
     assert all(int(layer.main.num_batches_tracked) == 1 for layer in _bn_layers(method.generator))
 
 
-def _adcon_only_generator_grads(detach_in_step: bool, detach_by_hand: bool):
+# W(d) of AGAD footnote 2 written out by hand, d = |x̂ − G(x̂)|₁ per image.
+ADCON_WRAPS_BY_HAND = {
+    "negative": lambda d: -d.mean(),  # eq. 8
+    "reciprocal": lambda d: 1.0 / (d.mean() + 1e-6),
+    "exp": lambda d: torch.exp(-d).mean(),
+}
+
+
+def _adcon_only_generator_grads(detach_in_step: bool, detach_by_hand: bool, wrap: str = "negative"):
     """G's gradient from AGAD's step, and from the same loss written out by hand, same weights."""
     only_adcon = {"adversarial_weight": 0.0, "contextual_weight": 0.0, "latent_weight": 0.0,
-                  "detach_pseudo_anomaly": detach_in_step}
+                  "detach_pseudo_anomaly": detach_in_step, "contextual_adversarial_wrap": wrap}
     x = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
     stepped = method_for("agad", loss=only_adcon)
     stepped.train_step(x, torch.zeros(8, dtype=torch.long))
@@ -144,7 +152,7 @@ def _adcon_only_generator_grads(detach_in_step: bool, detach_by_hand: bool):
         x_hat = g(x.contiguous(memory_format=by_hand.memory_format))
     with bn_route(g, "pseudo_anomaly"):
         second = g(x_hat.detach() if detach_by_hand else x_hat)
-    (-15.0 * (x_hat - second).abs().mean()).backward()  # eq. 8 with λ_adcon = 15
+    (15.0 * ADCON_WRAPS_BY_HAND[wrap]((x_hat - second).abs().flatten(1).mean(1))).backward()  # λ_adcon = 15
     grads = lambda m: torch.cat([p.grad.flatten() for p in m.g_module.parameters() if p.grad is not None])
     return grads(stepped), grads(by_hand)
 
@@ -155,6 +163,19 @@ def test_detach_decides_whether_the_adcon_gradient_reaches_the_first_pass(detach
     torch.testing.assert_close(stepped, same_reading, rtol=1e-4, atol=1e-7)
     _, other_reading = _adcon_only_generator_grads(detach, detach_by_hand=not detach)
     assert not torch.allclose(stepped, other_reading, rtol=1e-3, atol=1e-6)
+
+
+def test_every_adcon_wrap_is_the_written_loss_and_pushes_the_pseudo_anomaly_error_up():
+    from raygan.config import CONTEXTUAL_ADVERSARIAL_WRAPS
+
+    assert set(CONTEXTUAL_ADVERSARIAL_WRAPS) == set(ADCON_WRAPS_BY_HAND)
+    d = torch.tensor([0.2, 0.5], requires_grad=True)
+    for wrap in CONTEXTUAL_ADVERSARIAL_WRAPS:
+        stepped, by_hand = _adcon_only_generator_grads(True, detach_by_hand=True, wrap=wrap)
+        torch.testing.assert_close(stepped, by_hand, rtol=1e-4, atol=1e-7)
+        # decreasing W: minimising it raises the pseudo-anomaly's reconstruction error
+        (grad,) = torch.autograd.grad(ADCON_WRAPS_BY_HAND[wrap](d), d)
+        assert (grad < 0).all(), wrap
 
 
 def test_discriminator_is_reinitialised_when_its_loss_collapses():
@@ -173,6 +194,8 @@ def test_discriminator_is_reinitialised_when_its_loss_collapses():
         ({"method": "ganomaly", "model": {"backbone": "naive"}}, "use backbone 'ganomaly'"),
         ({"method": "autoencoder", "model": {"discriminator": "vgg"}}, "autoencoder has no discriminator"),
         ({"method": "agad", "model": {"backbone": "resnet"}}, "unknown generator 'resnet'"),
+        ({"method": "agad", "loss": {"contextual_adversarial_wrap": "log"}}, "loss.contextual_adversarial_wrap must be one of"),
+        ({"method": "ganomaly", "loss": {"contextual_adversarial_wrap": "exp"}}, "has no meaning for method ganomaly"),
         ({"method": "gan", "model": {}}, "unknown method 'gan'"),
         ({"method": "imbalance_gan"}, "imbalance_gan trains its anomaly discriminator"),
         ({"method": "imbalance_gan", "data": {"anomaly_fraction": 0.1}, "model": {"discriminator": "vgg"}},

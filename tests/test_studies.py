@@ -328,6 +328,7 @@ def test_search_space_samples_valid_configs_with_conditionals():
         METHODS.get(cfg.method).resolve(cfg)  # the method accepts every sampled combination
         on = trial.params["contextual_adversarial"]  # noqa: F841
         assert ("loss.contextual_adversarial_weight" in trial.params) == on
+        assert ("loss.contextual_adversarial_wrap" in trial.params) == on
         assert on or cfg.loss.contextual_adversarial_weight == 0.0 and cfg.model.bn_strategy in ("shared", "freeze")
         seen.add(cfg.model.bn_strategy)
         search.tell(trial, 0.5)

@@ -4,7 +4,7 @@ The train step follows Algorithm 1. Per mini-batch (normals first, then labelled
 
     x̂ = G(x), (ŷ_x, z) = D(x)           first pass
     x̂′ = G(x̂), (ŷ, ẑ) = D(x̂)           second pass: x̂ is a pseudo-anomaly
-    normal:  L_g = λ_adv·l_adv(ŷ,1) + λ_con·|x − x̂|₁ − λ_adcon·|x̂ − x̂′|₁ + λ_lat·‖z − ẑ‖₂²
+    normal:  L_g = λ_adv·l_adv(ŷ,1) + λ_con·|x − x̂|₁ + λ_adcon·W(|x̂ − x̂′|₁) + λ_lat·‖z − ẑ‖₂²
              L_d = l_adv(ŷ,0) + l_adv(ŷ_x,1)
     anomaly: L_g = λ_adv/l_adv(ŷ,0) + λ_adcon/|x̂ − x̂′|₁ + λ_lat/‖z − ẑ‖₂²   (each term: its mean
              over the anomaly part of the batch, then the reciprocal with ε; eq. 10)
@@ -12,8 +12,9 @@ The train step follows Algorithm 1. Per mini-batch (normals first, then labelled
 
 Algorithm 1 writes the anomaly's contextual adversarial term as −λ_adcon/l_adcon with
 l_adcon = −|x̂ − x̂′|₁ (eq. 8); that is +λ_adcon/|x̂ − x̂′|₁, computed here on the positive distance.
-Normal and anomaly parts are combined as the batch mean of eq. 11 (each part weighted by its
-share of the batch). G is updated before D, as in Algorithm 1 (lines 12-13).
+W is −d in eq. 8; footnote 2 allows any decreasing W (`loss.contextual_adversarial_wrap`:
+negative, reciprocal 1/(d+ε), exp e^−d). Normal and anomaly parts are combined as the batch mean
+of eq. 11 (each part weighted by its share of the batch). G is updated before D, as in Algorithm 1 (lines 12-13).
 
 Batch norm (§6.2): under `freeze` the true anomalies pass G separately with the main BN's running
 statistics; otherwise the whole batch passes G together. The second pass is routed as
@@ -53,6 +54,7 @@ class AGAD(Method):
         # F-MNIST validation AUROC was highest and did not decay late, unlike the gradient-flowing
         # variant; λ_adcon = 0 stays available as Table 4's "w/o".
         "detach_pseudo_anomaly": True,
+        "contextual_adversarial_wrap": "negative",  # eq. 8
     }
     weight_names = tuple(default_weights)
 
@@ -144,7 +146,7 @@ class AGAD(Method):
             loss_n = w_adv * adv_n + w_con * con_n + w_lat * lat_n
             terms.update(g_adv_normal=adv_n, g_con_normal=con_n, g_lat_normal=lat_n)
             if adcon_dist is not None:
-                adcon_n = -adcon_dist[sl].mean()  # eq. 8: negative L1, minimised
+                adcon_n = self._wrap_adcon(adcon_dist[sl])
                 loss_n = loss_n + w_adcon * adcon_n
                 terms["g_adcon_normal"] = adcon_n
             loss_g = loss_g + n_normal / len(x) * loss_n
@@ -162,6 +164,15 @@ class AGAD(Method):
             loss_g = loss_g + n_anomalous / len(x) * loss_a
         terms["g_loss"] = loss_g
         return loss_g, terms
+
+    def _wrap_adcon(self, dist: torch.Tensor) -> torch.Tensor:
+        """W(d) of footnote 2, minimised: decreasing in the pseudo-anomaly's reconstruction error d."""
+        wrap = self.cfg.loss.contextual_adversarial_wrap
+        if wrap == "negative":  # eq. 8: unbounded below, G gains by driving d to its maximum
+            return -dist.mean()
+        if wrap == "reciprocal":  # as the anomaly loss (eq. 10): the pull fades as d grows
+            return 1.0 / (dist.mean() + self.cfg.loss.reciprocal_epsilon)
+        return torch.exp(-dist).mean()
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         return reconstruction_l2(x, self.g_module(x))
