@@ -267,8 +267,9 @@ def _checkpoint_payload(method: Method, cfg: RunConfig, state: RunState, tensors
 
 def _resume(cfg: RunConfig, path: Path, method: Method) -> RunState:
     saved = load_checkpoint(path)
-    # from_dict fills config fields added since the checkpoint was written with their defaults.
-    saved_config = RunConfig.from_dict(saved["config"]).to_dict()
+    # from_dict fills config fields added since the checkpoint was written with their defaults,
+    # and resolving fills a method's own defaults into the new null ones (how that run trained).
+    saved_config = type(method).resolve(RunConfig.from_dict(saved["config"])).to_dict()
     if saved_config != cfg.to_dict():
         differing = _differences(saved_config, cfg.to_dict())
         raise RayganError(

@@ -88,6 +88,24 @@ def test_resume_refuses_a_different_config(tmp_path, digits_tensors):
         train(config(train={"epochs": 1, "batch_size": 48, "lr": 1e-3}), out_dir=tmp_path, tensors=digits_tensors)
 
 
+def test_resume_accepts_a_checkpoint_written_before_a_method_field_existed(tmp_path, digits_tensors):
+    cfg = config()
+
+    def crash_after_first_epoch(record, checkpoint):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out_dir=tmp_path, on_epoch_end=crash_after_first_epoch, tensors=digits_tensors)
+    path = tmp_path / "checkpoints" / LAST
+    saved = torch.load(path, weights_only=True)
+    # as written before loss.contextual_adversarial_wrap existed: that run trained with eq. 8's W
+    assert saved["config"]["loss"].pop("contextual_adversarial_wrap") == "negative"
+    torch.save(saved, path)
+    epochs_run = []
+    train(cfg, out_dir=tmp_path, tensors=digits_tensors, on_epoch_end=lambda record, _: epochs_run.append(record["epoch"]))
+    assert epochs_run == [1]
+
+
 def test_nan_loss_stops_with_the_term_and_step(digits_tensors):
     digits_tensors_nan = type(digits_tensors)(**{**digits_tensors.__dict__, "train_x": digits_tensors.train_x.clone()})
     digits_tensors_nan.train_x[:] = float("nan")
