@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from _runs import run_many
 from sklearn.metrics import roc_auc_score
 
 from raygan.detector import Detector
+from raygan.errors import RayganError
 from raygan.loop import load_split_tensors
 from raygan.methods.base import reconstruction_l2
 
@@ -80,7 +82,12 @@ def reconstruction_aurocs(results: dict[str, dict], out: Path, threads: int) -> 
         if "error" in r:
             scored[name] = r
             continue
-        detector = Detector.from_checkpoint(out / name / "checkpoints" / "selected.pt")
+        try:
+            detector = Detector.from_checkpoint(out / name / "checkpoints" / "selected.pt")
+        except RayganError as error:  # e.g. a run directory from before thresholds were stored
+            print(f"  {name}: not rescored: {error}", file=sys.stderr)
+            scored[name] = {"error": str(error)}
+            continue
         data_key = json.dumps(detector.method.cfg.data.to_dict(), sort_keys=True)
         if data_key not in splits:  # every method of a class shares the split
             splits[data_key] = load_split_tensors(detector.method.cfg)[0]
