@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 from _runs import run_many
-from sklearn.metrics import roc_auc_score
 
 from raygan.detector import Detector
 from raygan.errors import RayganError
+from raygan.evaluation import detection_metrics
 from raygan.loop import load_split_tensors
 from raygan.methods.base import reconstruction_l2
 
@@ -57,20 +57,23 @@ def main() -> None:
     args = parser.parse_args()
     if "imbalance_gan" in args.methods and args.gamma <= 0:
         parser.error("imbalance_gan trains on labelled anomalies: add --gamma (papers/003 setting: e.g. 0.1)")
-    suffix = f"-gamma{args.gamma:g}" if args.gamma > 0 else ""  # γ = 0 keeps the old run names
 
     jobs = {}
     for method in args.methods:
         for c in args.classes:
             data = {"dataset": args.dataset, "class_index": c, "seed": args.seed, "anomaly_fraction": args.gamma}
             cfg = {**METHODS[method], "data": data, "train": {"epochs": args.epochs, "batch_size": args.batch_size}}
-            jobs[f"{method}-class{c}{suffix}"] = cfg
+            jobs[run_name(method, c, args.gamma)] = cfg
     results = run_many(jobs, args.out, args.parallel, args.threads)
 
     table(results, args, "auroc", "test AUROC at the validation-selected epoch (last epoch in brackets); training images/s")
     same_score = reconstruction_aurocs(results, args.out, args.threads)
     table(same_score, args, "auroc_reconstruction",
           "the same score for every method, ‖x − G(x)‖₂, test AUROC of each method's validation-selected checkpoint")
+
+
+def run_name(method: str, class_index: int, gamma: float) -> str:
+    return f"{method}-class{class_index}" + (f"-gamma{gamma:g}" if gamma > 0 else "")  # γ = 0: the old names
 
 
 def reconstruction_aurocs(results: dict[str, dict], out: Path, threads: int) -> dict[str, dict]:
@@ -92,14 +95,12 @@ def reconstruction_aurocs(results: dict[str, dict], out: Path, threads: int) -> 
         if data_key not in splits:  # every method of a class shares the split
             splits[data_key] = load_split_tensors(detector.method.cfg)[0]
         tensors = splits[data_key]
-        with torch.no_grad():
-            scores = reconstruction_l2(tensors.test_x, detector.reconstruct(tensors.test_x))
-        scored[name] = {"auroc_reconstruction": roc_auc_score(tensors.test_y.numpy(), scores.numpy())}
+        scores = reconstruction_l2(tensors.test_x, detector.reconstruct(tensors.test_x))
+        scored[name] = {"auroc_reconstruction": detection_metrics(scores, tensors.test_y)["auroc"]}
     return scored
 
 
 def table(results: dict[str, dict], args: argparse.Namespace, key: str, title: str) -> None:
-    suffix = f"-gamma{args.gamma:g}" if args.gamma > 0 else ""
     print(f"\n{args.dataset}, normal_class protocol, γ = {args.gamma:g}, {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}")
     print(title)
     timed = key == "auroc"  # the rescoring table has no training speed to show
@@ -108,11 +109,11 @@ def table(results: dict[str, dict], args: argparse.Namespace, key: str, title: s
     for method in args.methods:
         cells, aurocs, speeds = [], [], []
         for c in args.classes:
-            r = results[f"{method}-class{c}{suffix}"]
+            r = results[run_name(method, c, args.gamma)]
             if "error" in r:
                 cells.append("error")
                 continue
-            if "auroc_last" in r:
+            if timed:
                 cells.append(f"{r[key]:.4f} ({r['auroc_last']:.4f})")
                 speeds.append(r["images_per_s"])
             else:

@@ -236,10 +236,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".pt2":
         raise RayganError(f"--out {out}: torch.export programs are written as .pt2 files")
-    export_program(detector, out)
+    program = export_program(detector, out)
     written = [str(out)]
     if onnx_available():
-        written.append(str(export_onnx(detector, out.with_suffix(".onnx"))))
+        written.append(str(export_onnx(program, out.with_suffix(".onnx"))))
     elif args.onnx:
         raise RayganError("--onnx needs the onnx extra: pip install 'raygan[onnx]'")
     print(json.dumps({"written": written, **detector.metadata()}))

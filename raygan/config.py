@@ -72,7 +72,7 @@ class ConfigSection:
                 continue
             _coerce(value, hints[f.name], key)
             choices = f.metadata.get("choices")
-            if choices is not None and value not in choices:
+            if choices is not None and value is not None and value not in choices:  # None: the method's default
                 raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
         self.validate(prefix)
 
@@ -245,6 +245,7 @@ class LossConfig(ConfigSection):
         None,
         "agad: W in W(|x̂ − G(x̂)|₁) for normal batches: negative (−d, eq. 8), reciprocal (1/(d+ε), "
         "bounded like eq. 10) or exp (e^−d); AGAD footnote 2 allows any decreasing W",
+        choices=CONTEXTUAL_ADVERSARIAL_WRAPS,
     )
     patch_adversarial_weight: float | None = option(
         None, "imbalance_gan: patch-level adversarial term on reconstructed normals (papers/003 'patch loss'; 1)"
@@ -262,6 +263,7 @@ class LossConfig(ConfigSection):
         None,
         "imbalance_gan: the verdict G seeks from the anomaly discriminator on reconstructed anomalies: "
         "fake (look unlike the anomaly; default) or real (fool it, the usual GAN sign); papers/003 does not say",
+        choices=ANOMALY_ADVERSARIAL_TARGETS,
     )
     reciprocal_epsilon: float = option(1e-6, "ε in λ/(l+ε) of the reciprocal anomaly loss (AGAD eq. 10)")
     discriminator_reset_threshold: float = option(
@@ -273,16 +275,6 @@ class LossConfig(ConfigSection):
             value = getattr(self, name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{prefix}.{name} must be >= 0; got {value}")
-        if self.anomaly_adversarial_target not in (None, *ANOMALY_ADVERSARIAL_TARGETS):
-            raise ConfigError(
-                f"{prefix}.anomaly_adversarial_target must be one of {', '.join(ANOMALY_ADVERSARIAL_TARGETS)}; "
-                f"got {self.anomaly_adversarial_target!r}"
-            )
-        if self.contextual_adversarial_wrap not in (None, *CONTEXTUAL_ADVERSARIAL_WRAPS):
-            raise ConfigError(
-                f"{prefix}.contextual_adversarial_wrap must be one of {', '.join(CONTEXTUAL_ADVERSARIAL_WRAPS)}; "
-                f"got {self.contextual_adversarial_wrap!r}"
-            )
         if self.reciprocal_epsilon <= 0:
             raise ConfigError(f"{prefix}.reciprocal_epsilon must be > 0; got {self.reciprocal_epsilon}")
 

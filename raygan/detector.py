@@ -19,11 +19,10 @@ import torch
 from torch import nn
 
 from raygan.checkpoints import load_checkpoint
-from raygan.config import RunConfig
 from raygan.data.datasets import to_model_input
-from raygan.data.image_folder import IMAGE_SUFFIXES
+from raygan.data.image_folder import IMAGE_SUFFIXES, read_images
 from raygan.errors import RayganError
-from raygan.methods import Method, build_method
+from raygan.methods import Method, load_method
 
 ARRAY_SUFFIX = ".npy"
 EXPORT_METADATA = "raygan.json"  # extra file inside an exported .pt2
@@ -58,12 +57,8 @@ class Detector:
                 f"checkpoint {path} has no {' and no '.join(missing)}: it was written before raygan stored the "
                 f"decision threshold; train the run again to score with it"
             )
-        cfg = RunConfig.from_dict(saved["config"])
         prep = saved["preprocessing"]
-        torch.manual_seed(0)  # construction draws initial weights; the state dict replaces them
-        method = build_method(cfg, prep["channels"], prep["image_size"])
-        method.load_state_dict(saved["method"])
-        return cls(method, prep, saved["threshold"], str(path))
+        return cls(load_method(saved, prep["channels"], prep["image_size"]), prep, saved["threshold"], str(path))
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -104,13 +99,13 @@ class Detector:
         from PIL import Image, UnidentifiedImageError
 
         channels, size = self.preprocessing["channels"], self.preprocessing["image_size"]
+        mode = "L" if channels == 1 else "RGB"
+        if self.preprocessing["dataset"] == "image_folder":
+            # decoded and resized exactly as the run's training images were, at load time with PIL
+            return to_model_input(read_images([path], mode, size), 255, size)
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB")
-                if self.preprocessing["dataset"] == "image_folder":
-                    # image_folder runs resized their training images with PIL at load time
-                    img = img.resize((size, size), Image.BILINEAR)
-                pixels = np.array(img, dtype=np.uint8)
+                pixels = np.array(img.convert(mode), dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise RayganError(f"cannot read image {path}: {exc}") from None
         pixels = pixels[None, None] if channels == 1 else pixels.transpose(2, 0, 1)[None]
@@ -154,7 +149,7 @@ class Detector:
         return scores >= self.threshold["value"]
 
     def reconstruct(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        return torch.cat([self.method.reconstruct(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return self.method.reconstruct(x, batch_size)
 
     def metadata(self) -> dict:
         cfg = self.method.cfg
@@ -234,14 +229,8 @@ def onnx_available() -> bool:
     return True
 
 
-def export_onnx(detector: Detector, out: Path) -> Path:
-    """The same scoring model as ONNX (torch's dynamo exporter; needs the `onnx` extra)."""
-    model = ScoringModel(detector.method)
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    with torch.no_grad():
-        onnx_program = torch.onnx.export(
-            model, (example_input(detector),), dynamo=True, input_names=["images"], output_names=["scores"],
-            dynamic_shapes={"x": {0: batch}}, verbose=False,
-        )
+def export_onnx(program: torch.export.ExportedProgram, out: Path) -> Path:
+    """The exported scoring program (`export_program`) as ONNX, dynamic batch kept (needs the `onnx` extra)."""
+    onnx_program = torch.onnx.export(program, dynamo=True, input_names=["images"], output_names=["scores"], verbose=False)
     onnx_program.save(str(out))
     return out

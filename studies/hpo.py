@@ -6,6 +6,7 @@ stops weak trials early on epochs.
     python studies/hpo.py --profile paper --datasets cifar10 --classes 3
 """
 
+from raygan.config import CONTEXTUAL_ADVERSARIAL_WRAPS
 from raygan.study import Profile, Study
 from raygan.study_cli import main
 
@@ -25,7 +26,7 @@ def space(trial, profile: Profile) -> dict | None:
     if trial.suggest_categorical("contextual_adversarial", [True, False]):
         trial.suggest_float("loss.contextual_adversarial_weight", 0.5, 50.0, log=True)  # 15
         trial.suggest_categorical("loss.detach_pseudo_anomaly", [True, False])
-        trial.suggest_categorical("loss.contextual_adversarial_wrap", ["negative", "reciprocal", "exp"])  # footnote 2
+        trial.suggest_categorical("loss.contextual_adversarial_wrap", list(CONTEXTUAL_ADVERSARIAL_WRAPS))  # footnote 2
         trial.suggest_categorical("model.bn_strategy", strategies)
         return None
     frozen = gamma > 0 and trial.suggest_categorical("freeze_without_adcon", [False, True])

@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import torch
 from raygan.checkpoints import load_checkpoint, save_checkpoint
 from raygan.cli import main
 from raygan.config import RunConfig
-from raygan.data import build_split, load_dataset
+from raygan.data import build_split, load_dataset, split_tensors
 from raygan.detector import Detector, export_onnx, export_program, load_program, onnx_available
 from raygan.loop import load_split_tensors, train
 
@@ -41,7 +42,7 @@ def detector(trained_run):
     return Detector.from_checkpoint(out / "checkpoints" / "selected.pt")
 
 
-def test_checkpoint_stores_the_validation_threshold_and_preprocessing(trained_run):
+def test_checkpoint_stores_the_validation_threshold_and_preprocessing(trained_run, detector):
     out, result = trained_run
     saved = load_checkpoint(out / "checkpoints" / "selected.pt")
     selected = result["history"][result["selected_epoch"]]
@@ -50,7 +51,7 @@ def test_checkpoint_stores_the_validation_threshold_and_preprocessing(trained_ru
     assert saved["preprocessing"] == {"image_size": 32, "channels": 1, "max_value": 16, "dataset": "digits"}
     # the threshold maximises TPR − FPR on the validation split of that epoch's networks
     tensors, _ = load_split_tensors(RunConfig.from_dict(RUN))
-    scores = Detector.from_checkpoint(out / "checkpoints" / "selected.pt").score(tensors.val_x)
+    scores = detector.score(tensors.val_x)
     flagged = scores >= saved["threshold"]["value"]
     anomalous = tensors.val_y == 1
     tpr = float((flagged & anomalous).sum() / anomalous.sum())
@@ -69,7 +70,7 @@ def test_score_cli_end_to_end_on_a_tiny_digits_run(trained_run, tmp_path):
     cfg = RunConfig.from_dict(RUN)
     dataset = load_dataset("digits")
     split = build_split(dataset, cfg.data)
-    tensors, _ = load_split_tensors(cfg)
+    tensors = split_tensors(dataset, split, cfg.data.image_size)
     pick = np.arange(0, len(split.test.indices), 40)
     raw = dataset.test_images[split.test.indices[pick]][:, 0]  # N×8×8, pixel values 0..16
     np.save(tmp_path / "digits.npy", raw)
@@ -129,7 +130,7 @@ def test_score_bad_input_is_one_clear_line(trained_run, tmp_path, capsys):
         ([checkpoint, str(tmp_path / "broken.png")], "cannot read image"),
         ([checkpoint, str(tmp_path / "missing.png")], "does not exist"),
         ([str(old), str(tmp_path / "one.npy")], "has no threshold"),
-        ([str(tmp_path / "missing.pt"), str(tmp_path / "one.npy")], "checkpoint"),
+        ([str(tmp_path / "missing.pt"), str(tmp_path / "one.npy")], "missing.pt does not exist"),
     ):
         assert message in _error(["score", "--checkpoint", *args], capsys)
 
@@ -154,6 +155,7 @@ def test_export_cli_writes_pt2_and_onnx_when_available(trained_run, tmp_path, ca
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["written"][0] == str(tmp_path / "d.pt2") and (tmp_path / "d.pt2").exists()
     assert (len(summary["written"]) == 2) == onnx_available()
+    assert all(Path(path).is_file() for path in summary["written"])
     assert "written as .pt2 files" in _error(["export", "--checkpoint", str(out / "checkpoints" / "selected.pt"),
                                               "--out", str(tmp_path / "d.bin")], capsys)
 
@@ -162,7 +164,7 @@ def test_onnx_export_gives_the_checkpoints_scores(detector, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     onnxruntime = pytest.importorskip("onnxruntime")
-    path = export_onnx(detector, tmp_path / "detector.onnx")
+    path = export_onnx(export_program(detector, tmp_path / "detector.pt2"), tmp_path / "detector.onnx")
     session = onnxruntime.InferenceSession(str(path))
     x = torch.rand(5, 1, 32, 32, generator=torch.Generator().manual_seed(6)) * 2 - 1
     (scores,) = session.run(None, {"images": x.numpy()})

@@ -40,7 +40,8 @@ def _image_files(directory: Path) -> list[Path]:
     )
 
 
-def _read_images(paths: list[Path], mode: str, size: int) -> np.ndarray:
+def read_images(paths: list[Path], mode: str, size: int) -> np.ndarray:
+    """N×C×size×size uint8, decoded and resized as every image_folder run sees its images."""
     from PIL import Image, UnidentifiedImageError
 
     channels = 1 if mode == "L" else 3
@@ -129,7 +130,7 @@ def load_image_folder(
     def materialise(lists: list[list[Path]]) -> tuple[np.ndarray, np.ndarray]:
         paths = [p for group in lists for p in group]
         labels = np.concatenate([np.full(len(g), c, dtype=np.int64) for c, g in enumerate(lists)])
-        return _read_images(paths, mode, size), labels
+        return read_images(paths, mode, size), labels
 
     train_x, train_y = materialise(train_lists)
     test_x, test_y = materialise(test_lists)

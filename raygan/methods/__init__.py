@@ -10,4 +10,13 @@ def build_method(cfg, channels: int, image_size: int, device="cpu") -> Method:
     return cls(cls.resolve(cfg), channels, image_size, device)
 
 
-__all__ = ["METHODS", "Method", "build_method"]
+def load_method(saved: dict, channels: int, image_size: int, device="cpu") -> Method:
+    """The method of a checkpoint payload (``load_checkpoint``): its config's networks, saved weights."""
+    from raygan.config import RunConfig
+
+    method = build_method(RunConfig.from_dict(saved["config"]), channels, image_size, device)
+    method.load_state_dict(saved["method"])
+    return method
+
+
+__all__ = ["METHODS", "Method", "build_method", "load_method"]

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from raygan.config import ModelConfig
 from raygan.errors import ConfigError
-from raygan.methods.base import METHODS, Method, Terms, reconstruction_l2
+from raygan.methods.base import METHODS, Method, Terms
 from raygan.models import bn_route
 
 
@@ -173,6 +173,3 @@ class AGAD(Method):
         if wrap == "reciprocal":  # as the anomaly loss (eq. 10): the pull fades as d grows
             return 1.0 / (dist.mean() + self.cfg.loss.reciprocal_epsilon)
         return torch.exp(-dist).mean()
-
-    def _score(self, x: torch.Tensor) -> torch.Tensor:
-        return reconstruction_l2(x, self.g_module(x))

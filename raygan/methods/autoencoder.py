@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from raygan.methods.base import METHODS, Method, Terms, reconstruction_l2
+from raygan.methods.base import METHODS, Method, Terms
 
 
 @METHODS.register("autoencoder")
@@ -22,6 +22,3 @@ class Autoencoder(Method):
         loss = (x - self.generator(x)).abs().mean()
         self.step_generator(loss)
         return {"g_con": loss.detach(), "g_loss": loss.detach()}
-
-    def _score(self, x: torch.Tensor) -> torch.Tensor:
-        return reconstruction_l2(x, self.g_module(x))

@@ -25,7 +25,7 @@ Terms = dict[str, torch.Tensor]
 
 
 class Method:
-    """Base class; subclasses set the class variables and implement `train_step` and `_score`."""
+    """Base class; subclasses set the class variables and implement `train_step` (and `_score` unless ‖x − G(x)‖₂ is their score)."""
 
     name: ClassVar[str]
     # Semi-supervised baselines never see labelled anomalies: the loop trains them on normals only.
@@ -222,14 +222,17 @@ class Method:
         return torch.cat(parts) if parts else torch.empty(0)
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """‖x − G(x)‖₂ (AGAD §3.3.3, the autoencoder, papers/003); methods with another score override it."""
+        return reconstruction_l2(x, self.g_module(x))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """G(x), networks in eval mode, ``batch_size`` images at a time."""
         was_training = self.g_module.training
         self.eval_mode()
         try:
-            return self.g_module(self.prepare(x)).cpu()
+            parts = [self.g_module(self.prepare(x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)]
+            return torch.cat(parts) if parts else x.new_empty((0, *x.shape[1:]))
         finally:
             if was_training:
                 self.train_mode()

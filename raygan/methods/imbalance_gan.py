@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from raygan.config import ModelConfig, RunConfig
 from raygan.errors import ConfigError, RayganError
-from raygan.methods.base import METHODS, Method, Terms, reconstruction_l2
+from raygan.methods.base import METHODS, Method, Terms
 from raygan.models import bn_route
 
 
@@ -169,6 +169,3 @@ class ImbalanceGAN(Method):
             d_total = d_total + loss_d
         terms["d_loss"] = d_total
         return {k: v.detach() for k, v in terms.items()}
-
-    def _score(self, x: torch.Tensor) -> torch.Tensor:
-        return reconstruction_l2(x, self.g_module(x))
