@@ -175,12 +175,29 @@ def train_with_ray(
     )
     try:
         result = trainer.fit()
-    except Exception as exc:  # Ray wraps worker errors; show the worker's own message
-        raise RayganError(f"distributed training failed: {_root_message(exc)}") from None
+    except Exception as exc:  # Ray wraps worker errors; show the worker's own message, keep its kind
+        raise _worker_error_class(exc)(f"distributed training failed: {_root_message(exc)}") from None
     with result.checkpoint.as_directory() as directory:
         final = json.loads((Path(directory) / RESULT_FILE).read_text())
     final["workers"] = workers
     return final
+
+
+def _worker_error_class(exc: BaseException) -> type[RayganError]:
+    """The raygan error class a worker raised, found through Ray's wrappers (causes, contexts,
+    RayTaskError.cause, WorkerGroupError.worker_failures), so callers can still tell a NaN loss or a bad config from a lost node."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, RayganError):  # Ray's RayTaskError(X) subclasses X: take raygan's own class
+            return next(c for c in type(error).__mro__ if issubclass(c, RayganError) and c.__module__.startswith("raygan."))
+        pending += [error.__cause__, error.__context__, getattr(error, "cause", None),
+                    *getattr(error, "worker_failures", {}).values()]  # Ray Train's WorkerGroupError: rank -> error
+    return RayganError
 
 
 def _root_message(exc: BaseException) -> str:
