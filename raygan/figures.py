@@ -29,7 +29,7 @@ import numpy as np
 
 from raygan.errors import RayganError
 from raygan.loop import TEST_SCORES, grid_images
-from raygan.report import _label
+from raygan.report import _label, class_aurocs
 from raygan.results import CURVES_FILE, read_results
 from raygan.study import Study
 from raygan.tuning import TRIALS_DIR
@@ -46,6 +46,13 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Write one figure and free it (pyplot keeps every open figure alive)."""
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
 
 
 def _slug(text: str) -> str:
@@ -180,10 +187,7 @@ def auroc_per_epoch(results: StudyResults, dataset: str, out_dir: Path) -> Path 
     legend_rows = math.ceil(len(labels) / per_row)
     height = fig.get_figheight()  # inches: room for the legend rows
     fig.tight_layout(rect=(0, min(0.4, (0.15 + 0.22 * legend_rows) / height), 1, 1))  # leaves room for the suptitle
-    path = out_dir / f"auroc_per_epoch_{_slug(dataset)}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / f"auroc_per_epoch_{_slug(dataset)}.png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,22 +219,20 @@ def score_boxes(results: StudyResults, dataset: str, out_dir: Path) -> list[Path
         width = 0.35
         ticks, tick_labels = [], []
         for i, class_index in enumerate(classes):
-            for j, kind in enumerate((0, 1)):  # n, a
-                position_base = 3 * i + 1.2 * j
-                ticks.append(position_base)
-                tick_labels.append("n" if kind == 0 else "a")
-                for k, gamma in enumerate(gammas):
-                    cell = [r for r in members if r["factor.class_index"] == class_index
-                            and math.isclose(r["data.anomaly_fraction"], gamma)]
-                    if not cell:
-                        continue
-                    saved = np.load(results.trial_dir(_lowest_seed(cell)) / TEST_SCORES)
-                    scores, targets = saved["scores"], saved["targets"]
-                    scale = float(np.median(scores[targets == 0])) or 1.0
-                    values = scores[targets == kind] / scale
-                    offset = (k - (len(gammas) - 1) / 2) * width
-                    ax.boxplot(values, positions=[position_base + offset], widths=width * 0.9, whis=1.5,
-                               showfliers=False, patch_artist=True,
+            ticks += [3 * i, 3 * i + 1.2]  # n, a
+            tick_labels += ["n", "a"]
+            for k, gamma in enumerate(gammas):
+                cell = [r for r in members if r["factor.class_index"] == class_index
+                        and math.isclose(r["data.anomaly_fraction"], gamma)]
+                if not cell:
+                    continue
+                saved = np.load(results.trial_dir(_lowest_seed(cell)) / TEST_SCORES)  # once per cell
+                scores, targets = saved["scores"], saved["targets"]
+                scale = float(np.median(scores[targets == 0])) or 1.0
+                offset = (k - (len(gammas) - 1) / 2) * width
+                for kind in (0, 1):
+                    ax.boxplot(scores[targets == kind] / scale, positions=[3 * i + 1.2 * kind + offset],
+                               widths=width * 0.9, whis=1.5, showfliers=False, patch_artist=True,
                                boxprops={"facecolor": colors[gamma], "alpha": 0.55},
                                medianprops={"color": "black"})
         ax.set_xticks(ticks, tick_labels)
@@ -250,10 +252,7 @@ def score_boxes(results: StudyResults, dataset: str, out_dir: Path) -> list[Path
                      fontsize=9)
         fig.tight_layout()
         suffix = f"_{_slug(name)}" if other else ""
-        path = out_dir / f"score_boxes_{_slug(dataset)}{suffix}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out_dir / f"score_boxes_{_slug(dataset)}{suffix}.png"))
     return paths
 
 
@@ -271,9 +270,10 @@ class Reconstructor:
         """(picked test images, their reconstructions, their 0/1 targets) of one trial's config."""
         import torch
 
+        from raygan.checkpoints import load_checkpoint
         from raygan.config import RunConfig
         from raygan.data import build_split, load_for_config, split_tensors
-        from raygan.methods import build_method
+        from raygan.methods import load_method
 
         cfg = RunConfig.from_dict(config["config"])
         data = cfg.data
@@ -282,17 +282,12 @@ class Reconstructor:
             self.datasets[key] = load_for_config(data)
         dataset = self.datasets[key]
         tensors = split_tensors(dataset, build_split(dataset, data), data.image_size)
-        method = build_method(cfg, tensors.channels, tensors.image_size, "cpu")
-        from raygan.checkpoints import load_checkpoint
-
-        method.load_state_dict(load_checkpoint(config["checkpoint"])["method"])
+        method = load_method(load_checkpoint(config["checkpoint"]), tensors.channels, tensors.image_size)
         picked = grid_images(tensors, IMAGES_PER_KIND)
         xs = [picked[t] for t in ("test_normal", "test_anomalous") if t in picked]
         targets = [np.full(len(picked[t]), i) for i, t in enumerate(("test_normal", "test_anomalous")) if t in picked]
         x = torch.cat(xs)
-        with torch.no_grad():
-            x_hat = method.reconstruct(x)
-        return x.numpy(), x_hat.numpy(), np.concatenate(targets)
+        return x.numpy(), method.reconstruct(x).numpy(), np.concatenate(targets)
 
 
 def _to_display(x: np.ndarray) -> np.ndarray:
@@ -341,10 +336,7 @@ def reconstructions(results: StudyResults, dataset: str, class_index: int, out_d
                  f"reconstructions and |difference| (selected checkpoint, seed {min(r['seed'] for r in rows)})",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    path = out_dir / f"reconstructions_{_slug(dataset)}_c{class_index}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / f"reconstructions_{_slug(dataset)}_c{class_index}.png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,18 +347,12 @@ def gamma_vs_auroc(results: StudyResults, study: Study | None, out_dir: Path) ->
     if "gamma" not in results.row_factors:
         return None
     plt = _pyplot()
-    gamma_at = results.row_factors.index("gamma")
-    lines: dict[tuple, dict[float, list[float]]] = {}
-    for dataset in results.datasets():
-        per_class: dict[tuple, dict[int, list[float]]] = {}
-        for r in results.of(dataset):
-            if r.get("auroc") is None:
-                continue
-            cell = results.cell(r)
-            per_class.setdefault(cell, {}).setdefault(r["factor.class_index"], []).append(100 * r["auroc"])
-        for cell, classes in per_class.items():
-            line = (dataset, *cell[:gamma_at], *cell[gamma_at + 1:])
-            lines.setdefault(line, {})[cell[gamma_at]] = [statistics.fmean(v) for v in classes.values()]
+    row_factors = results.info.get("rows") or ["dataset"]  # as the table's rows: dataset first
+    gamma_at = row_factors.index("gamma")
+    lines: dict[tuple, dict[float, list[float]]] = {}  # table row without γ -> γ -> class means
+    for key, classes in class_aurocs(results.info, results.rows).items():
+        line = key[:gamma_at] + key[gamma_at + 1:]
+        lines.setdefault(line, {})[key[gamma_at]] = [statistics.fmean(v) for v in classes.values()]
     if not lines:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -378,7 +364,7 @@ def gamma_vs_auroc(results: StudyResults, study: Study | None, out_dir: Path) ->
         label = line[0] + (f" ({_cell_name(others, line[1:])})" if others else "")
         ax.errorbar(gammas, means, yerr=sds, color=color, marker="o", capsize=3, label=f"{label}, ours")
         if study is not None and study.paper is not None:
-            paper = [(g, study.paper.get((*line[:1 + gamma_at], g, *line[1 + gamma_at:]))) for g in gammas]
+            paper = [(g, study.paper.get((*line[:gamma_at], g, *line[gamma_at:]))) for g in gammas]
             paper = [(g, v[0]) for g, v in paper if v is not None]
             if paper:
                 ax.plot(*zip(*paper), color=color, linestyle="--", marker="s", markersize=4, label=f"{label}, paper")
@@ -388,10 +374,7 @@ def gamma_vs_auroc(results: StudyResults, study: Study | None, out_dir: Path) ->
     ax.legend(fontsize=8)
     ax.set_title(f"{results.info['study']}: AUROC against supervision (error bars: SD over classes)", fontsize=10)
     fig.tight_layout()
-    path = out_dir / "gamma_vs_auroc.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / "gamma_vs_auroc.png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,10 +397,7 @@ def search_curves(results: StudyResults, out_dir: Path) -> Path | None:
     ax.legend(fontsize=7)
     ax.set_title(f"{results.info['study']}: validation AUROC per epoch and trial", fontsize=10)
     fig.tight_layout()
-    path = out_dir / "auroc_per_epoch.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / "auroc_per_epoch.png")
 
 
 def write_figures(study_dir: Path, out_dir: Path, study: Study | None = None) -> list[Path]:

@@ -58,19 +58,27 @@ def _cell(mean: float | None, sd: float | None) -> str:
     return f"{mean:.1f}" if sd is None else f"{mean:.1f}±{sd:.1f}"
 
 
+def class_aurocs(info: dict, rows: list[dict]) -> dict[tuple, dict[int, list[float]]]:
+    """Finished trials' test AUROC (%) by table row (its row factors' values), then by class: one
+    value per seed. The table and the γ figure both average these."""
+    row_factors = info.get("rows") or ["dataset"]
+    cells: dict[tuple, dict[int, list[float]]] = {}
+    for r in rows:
+        if r["status"] == "finished" and r.get("auroc") is not None:
+            key = tuple(r[f"factor.{f}"] for f in row_factors)
+            cells.setdefault(key, {}).setdefault(r["factor.class_index"], []).append(100 * r["auroc"])
+    return cells
+
+
 def grid_table(info: dict, rows: list[dict], study: Study | None) -> tuple[list[str], list[list], list[str]]:
     """(header, body rows of (text cells, numbers), notes) for a grid study."""
     row_factors = info.get("rows") or ["dataset"]
-    ok = [r for r in rows if r["status"] == "finished" and r.get("auroc") is not None]
     order: dict[tuple, None] = {}
     for t in info.get("trial_list") or []:
         order.setdefault(tuple(t["factors"][f] for f in row_factors), None)
     classes = sorted({r["factor.class_index"] for r in rows})
-    cells: dict[tuple, dict[int, list[float]]] = {}
-    for r in ok:
-        key = tuple(r[f"factor.{f}"] for f in row_factors)
-        order.setdefault(key, None)
-        cells.setdefault(key, {}).setdefault(r["factor.class_index"], []).append(100 * r["auroc"])
+    cells = class_aurocs(info, rows)
+    order.update(dict.fromkeys(cells))
     header = [*row_factors, *[f"class {c}" for c in classes], "avg", "SD", "paper", "Δ"]
     body = []
     for key in order:

@@ -10,7 +10,7 @@ paper: (10 + 10 + 10 + 20) classes x 3 generators x 3 seeds = 450 trials.
     python studies/backbones.py --profile paper --dry-run
 """
 
-from raygan.study import Factor, PaperTable, Profile, Study, parse_paper_cell
+from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study, parse_paper_cell
 from raygan.study_cli import main
 
 GENERATORS = ("naive", "unet", "unetpp")
@@ -67,7 +67,7 @@ STUDY = Study(
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,
-            overrides={"train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"train": SMOKE_TRAIN},
             description="offline digits, class 3, naive / UNet / UNet++, 2 epochs: 3 trials",
         ),
         "paper": Profile(

@@ -11,7 +11,7 @@ paper: 3 data sets x 40 classes ... = (2 + 4 x 4) cells x 40 classes x 3 seeds =
     python studies/bn_ablation.py --profile paper --dry-run
 """
 
-from raygan.study import Factor, PaperTable, Profile, Study, parse_paper_cell
+from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study, parse_paper_cell
 from raygan.study_cli import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
@@ -76,7 +76,7 @@ STUDY = Study(
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=15,
             factors={"gamma": (0.0, 0.1)},
-            overrides={"model": {"backbone": "naive"}, "train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"model": {"backbone": "naive"}, "train": SMOKE_TRAIN},
             description="offline digits, class 3, γ ∈ {0, .1}, every BN strategy, naive G, 15 epochs: 6 trials",
         ),
         "paper": Profile(

@@ -11,7 +11,7 @@ paper: (10 + 10 + 20) classes x 5 γ x 2 x 3 seeds = 1,200 trials.
     python studies/ca_ablation.py --profile paper --dry-run
 """
 
-from raygan.study import Factor, PaperTable, Profile, Study, parse_paper_cell
+from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study, parse_paper_cell
 from raygan.study_cli import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
@@ -60,7 +60,7 @@ STUDY = Study(
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=10,  # 2-4 steps an epoch
             factors={"gamma": (0.0, 0.05)},
-            overrides={"model": {"backbone": "naive"}, "train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"model": {"backbone": "naive"}, "train": SMOKE_TRAIN},
             description="offline digits, class 3, γ ∈ {0, .05}, λ_adcon ∈ {0, 15}, naive G, 10 epochs: 4 trials",
         ),
         "paper": Profile(

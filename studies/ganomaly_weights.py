@@ -11,7 +11,7 @@ paper: 10 classes x (1 + 3 x 5) weightings x 3 seeds = 480 trials.
     python studies/ganomaly_weights.py --profile paper --dry-run
 """
 
-from raygan.study import Factor, PaperTable, Profile, Study
+from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study
 from raygan.study_cli import main
 
 WEIGHTS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
@@ -42,7 +42,7 @@ STUDY = Study(
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,
             factors={"w_adv": (1.0, 10.0), "w_con": (1.0, 50.0), "w_enc": (1.0,)},
-            overrides={"train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"train": SMOKE_TRAIN},
             description="offline digits, class 3 anomalous, 1/50/1 and one change each of w_adv (10) and "
                         "w_con (1), 2 epochs: 3 trials",
         ),

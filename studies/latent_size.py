@@ -11,7 +11,7 @@ paper: 10 classes x 7 sizes x 3 seeds = 210 trials.
     python studies/latent_size.py --profile paper --dry-run
 """
 
-from raygan.study import Factor, PaperTable, Profile, Study
+from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study
 from raygan.study_cli import main
 
 LATENT_SIZES = (8, 16, 32, 64, 100, 128, 256)
@@ -31,7 +31,7 @@ STUDY = Study(
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,
             factors={"latent": (16, 100)},
-            overrides={"train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"train": SMOKE_TRAIN},
             description="offline digits, class 3 anomalous, |z| ∈ {16, 100}, 2 epochs: 2 trials",
         ),
         "paper": Profile(

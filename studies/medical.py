@@ -17,7 +17,7 @@ The sets are not downloadable without an account: put your copies under one fold
     python studies/medical.py --profile paper --data-root DIR --dry-run
 """
 
-from raygan.study import Factor, FolderDataset, PaperTable, Profile, Study, parse_paper_cell
+from raygan.study import SMOKE_TRAIN, Factor, FolderDataset, PaperTable, Profile, Study, parse_paper_cell
 from raygan.study_cli import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
@@ -72,7 +72,7 @@ STUDY = Study(
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=10,  # 2-4 steps an epoch
             factors={"gamma": (0.0, 0.05)},
-            overrides={"model": {"backbone": "naive"}, "train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"model": {"backbone": "naive"}, "train": SMOKE_TRAIN},
             description="offline digits standing in for the medical folders, class 3, γ ∈ {0, .05}, "
                         "λ_adcon ∈ {15, 0}, naive G, 10 epochs: 4 trials",
         ),

@@ -12,7 +12,7 @@ paper: 4 methods x (10 + 10 + 10 + 20) classes x 3 seeds = 600 trials.
     python studies/one_class.py --profile paper --dry-run
 """
 
-from raygan.study import Factor, PaperTable, Profile, Study, parse_paper_cell
+from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study, parse_paper_cell
 from raygan.study_cli import main
 
 METHODS = ("agad", "ganomaly", "skip_ganomaly", "autoencoder")
@@ -69,7 +69,7 @@ STUDY = Study(
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=10,  # 2 steps an epoch
-            overrides={"train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"train": SMOKE_TRAIN},
             description="offline digits, class 3, the four methods, 10 epochs: 4 trials",
         ),
         "paper": Profile(

@@ -11,7 +11,7 @@ paper: (10 + 10 + 10) classes x 5 γ x 3 seeds = 450 trials.
     python studies/supervision.py --profile paper --dry-run
 """
 
-from raygan.study import Factor, PaperTable, Profile, Study, parse_paper_cell
+from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study, parse_paper_cell
 from raygan.study_cli import main
 
 GAMMAS = (0.0, 0.01, 0.05, 0.10, 0.20)
@@ -54,7 +54,7 @@ STUDY = Study(
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=15,
             factors={"gamma": (0.0, 0.05, 0.20)},
-            overrides={"train": {"batch_size": 64, "lr": 0.001}},
+            overrides={"train": SMOKE_TRAIN},
             description="offline digits, class 3, γ ∈ {0, .05, .20}, naive G, 15 epochs: 3 trials",
         ),
         "paper": Profile(
