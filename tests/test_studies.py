@@ -101,13 +101,16 @@ def test_every_profile_expands_the_same_way_twice(name, tmp_path):
         assert study_hash(study, profile_name, first, None) == study_hash(study, profile_name, second, None)
         keys = [t.key for t in first]
         assert len(set(keys)) == len(keys), "trial keys must be unique (they name trial directories)"
-        # the seed is a grid axis: every cell repeats over exactly the profile's seeds
+        # the seed is a grid axis: every cell repeats over exactly the profile's seeds (those its
+        # `where` keeps for that cell)
         cells: dict[tuple, list[int]] = {}
         for t in first:
-            cell = tuple(v for k, v in t.factors.items() if k != "seed")
+            cell = tuple((k, v) for k, v in t.factors.items() if k != "seed")
             cells.setdefault(cell, []).append(t.factors["seed"])
             assert t.config["data"]["seed"] == t.factors["seed"]
-        assert all(sorted(s) == sorted(profile.seeds) for s in cells.values())
+        for cell, seeds in cells.items():
+            kept = [s for s in profile.seeds if profile.where is None or profile.where({**dict(cell), "seed": s})]
+            assert sorted(seeds) == sorted(kept), cell
 
 
 def test_every_grid_study_has_its_paper_count():
@@ -191,6 +194,25 @@ def test_one_class_trains_agad_with_the_papers_generators_and_the_baselines_with
     assert seen["mnist", "agad"] == "naive" and seen["cifar100", "agad"] == "unetpp"  # Table 1 footnote
     assert {seen[d, "ganomaly"] for d in ("mnist", "cifar10")} == {"ganomaly"}
     assert seen["cifar10", "skip_ganomaly"] == "unet" and seen["cifar10", "autoencoder"] == "naive"
+
+
+def test_one_class_cpu_profile_runs_agad_naive_and_repeats_seeds_only_where_methods_are_close():
+    from raygan.config import RunConfig
+    from raygan.methods import METHODS
+
+    study = STUDIES.get("one_class")
+    trials = expand(study, study.profile("cpu"))
+    assert len(trials) == 54 and {t.factors["dataset"] for t in trials} == {"fashion_mnist"}
+    for t in trials:
+        cfg = METHODS.get(t.config["method"]).resolve(RunConfig.from_dict(t.config))
+        assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (5, 64, 2e-4)
+        assert cfg.model.backbone == {"agad": "naive", "ganomaly": "ganomaly", "autoencoder": "naive"}[t.factors["method"]]
+        assert cfg.model.bn_strategy == ("advprop" if t.factors["method"] == "agad" else "shared")
+    seeds: dict[tuple, set] = {}
+    for t in trials:
+        seeds.setdefault((t.factors["method"], t.factors["class_index"]), set()).add(t.factors["seed"])
+    assert seeds["agad", 4] == seeds["ganomaly", 4] == {0, 1, 2}
+    assert seeds["agad", 8] == seeds["autoencoder", 4] == {0}
 
 
 def test_medical_reads_each_set_from_its_folder_at_128_with_its_normal_class(tmp_path):
