@@ -275,7 +275,7 @@ def _cmd_study_best(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from raygan.report import report
 
-    sys.stdout.write(report(Path(args.study_dir), args.format))
+    sys.stdout.write(report(Path(args.study_dir), args.format, same_score=args.same_score))
     if args.figures:
         from raygan.report import figures
 
@@ -390,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--figures", default=None, metavar="DIR",
                         help="also write the paper's figures as PNGs into DIR: AUROC per epoch, score box plots, "
                              "reconstructions, AUROC against γ")
+    report.add_argument("--same-score", action="store_true",
+                        help="also the table of every method scored by one score, ‖x − G(x)‖₂, from each trial's "
+                             "selected checkpoint (kept in <study dir>/same_score.json, so it also works once the "
+                             "checkpoints are gone)")
     report.set_defaults(handler=_cmd_report)
     return parser
 

@@ -21,6 +21,13 @@ from raygan.study import STUDIES, Study, load_studies
 from raygan.tuning import TRIALS_DIR
 
 FORMATS = ("markdown", "csv")
+METRIC_TITLES = {
+    "auroc": "test AUROC (%) at the validation-selected epoch",
+    "auroc_reconstruction": "test AUROC (%) of one score for every method, ‖x − G(x)‖₂, at the validation-selected epoch",
+}
+# The verdict rule (README, "Reading the verdict"): a paper cell is reproduced when ours is at most
+# VERDICT_POINTS below it, or within two standard errors over seeds where we ran several.
+VERDICT_POINTS = 1.0
 
 
 def _study(name: str) -> Study | None:
@@ -58,26 +65,29 @@ def _cell(mean: float | None, sd: float | None) -> str:
     return f"{mean:.1f}" if sd is None else f"{mean:.1f}±{sd:.1f}"
 
 
-def class_aurocs(info: dict, rows: list[dict]) -> dict[tuple, dict[int, list[float]]]:
+def class_aurocs(info: dict, rows: list[dict], metric: str = "auroc") -> dict[tuple, dict[int, list[float]]]:
     """Finished trials' test AUROC (%) by table row (its row factors' values), then by class: one
-    value per seed. The table and the γ figure both average these."""
+    value per seed. The table and the γ figure both average these. ``metric``: ``auroc`` (at the
+    validation-selected epoch), ``auroc_best_test_optimistic`` or ``auroc_reconstruction``."""
     row_factors = info.get("rows") or ["dataset"]
     cells: dict[tuple, dict[int, list[float]]] = {}
     for r in rows:
-        if r["status"] == "finished" and r.get("auroc") is not None:
+        value = r.get(metric)
+        if r["status"] == "finished" and value is not None and not math.isnan(value):
             key = tuple(r[f"factor.{f}"] for f in row_factors)
-            cells.setdefault(key, {}).setdefault(r["factor.class_index"], []).append(100 * r["auroc"])
+            cells.setdefault(key, {}).setdefault(r["factor.class_index"], []).append(100 * value)
     return cells
 
 
-def grid_table(info: dict, rows: list[dict], study: Study | None) -> tuple[list[str], list[list], list[str]]:
+def grid_table(info: dict, rows: list[dict], study: Study | None,
+               metric: str = "auroc") -> tuple[list[str], list[list], list[str]]:
     """(header, body rows of (text cells, numbers), notes) for a grid study."""
     row_factors = info.get("rows") or ["dataset"]
     order: dict[tuple, None] = {}
     for t in info.get("trial_list") or []:
         order.setdefault(tuple(t["factors"][f] for f in row_factors), None)
     classes = sorted({r["factor.class_index"] for r in rows})
-    cells = class_aurocs(info, rows)
+    cells = class_aurocs(info, rows, metric)
     order.update(dict.fromkeys(cells))
     header = [*row_factors, *[f"class {c}" for c in classes], "avg", "SD", "paper", "Δ"]
     body = []
@@ -102,7 +112,7 @@ def grid_table(info: dict, rows: list[dict], study: Study | None) -> tuple[list[
         f"study {info['study']} ({info.get('reproduces', '')}), profile {info['profile']}: "
         f"{counts['finished']} trials finished, {counts['failed']} failed, {counts['stopped']} stopped "
         f"(of {info.get('trials')} planned)",
-        "test AUROC (%) at the validation-selected epoch; class cells: mean±SD (sample) over seeds; avg and "
+        f"{METRIC_TITLES[metric]}; class cells: mean±SD (sample) over seeds; avg and "
         "SD (population, as the paper) over the classes' means; paper: the paper's mean±SD over classes; Δ = avg − paper; — : not reported",
     ]
     if any(row["paper_classes"] for row in body):
@@ -113,6 +123,133 @@ def grid_table(info: dict, rows: list[dict], study: Study | None) -> tuple[list[
         if r["status"] == "failed":
             notes.append(f"failed: {r['trial_key']}: {r['error']}")
     return header, body, notes
+
+
+def _pooled_sd(per_class: dict[int, list[float]]) -> float | None:
+    """The row's seed-to-seed SD, pooled over its classes with two or more seeds."""
+    dof = sum(len(v) - 1 for v in per_class.values() if len(v) > 1)
+    if not dof:
+        return None
+    return math.sqrt(math.fsum((len(v) - 1) * statistics.variance(v) for v in per_class.values() if len(v) > 1) / dof)
+
+
+def verdict(ours: float, paper: float | None, tolerance: float) -> str:
+    """reproduced: ours at least the paper's number less the tolerance; the paper's claim holds."""
+    if paper is None:
+        return "no paper number"
+    return "reproduced" if ours >= paper - tolerance else "not reproduced"
+
+
+def verdict_rows(info: dict, rows: list[dict], study: Study | None) -> list[dict]:
+    """One entry per paper cell our study ran: each class the paper prints a number for, and each
+    row's average over classes; rows without a paper number get one entry, 'no paper number'.
+
+    ours: validation-selected test AUROC (%), mean over seeds (classes: then over classes);
+    optimistic: the same with each trial's best test epoch (it peeks at the test set);
+    tolerance: max(VERDICT_POINTS, 2 standard errors over seeds), the SE from the class's own
+    seeds, or the row's pooled seed SD for a class run with one seed; VERDICT_POINTS alone where
+    the row has no class with two seeds."""
+    row_factors = info.get("rows") or ["dataset"]
+    selected = class_aurocs(info, rows, "auroc")
+    optimistic = class_aurocs(info, rows, "auroc_best_test_optimistic")
+    paper_table = study.paper if study is not None else None
+    order = list(dict.fromkeys([tuple(t["factors"][f] for f in row_factors) for t in info.get("trial_list") or []]
+                               + list(selected)))
+    out = []
+    for key in order:
+        per_class = selected.get(key)
+        if not per_class:
+            continue
+        pooled = _pooled_sd(per_class)
+        classes = sorted(per_class)
+        num_classes = _num_classes(key[0])
+        paper = paper_table.get(key) if paper_table is not None else None
+        paper_classes = paper_table.classes(key) if paper_table is not None else None
+
+        def sd_of(c: int) -> float | None:
+            return statistics.stdev(per_class[c]) if len(per_class[c]) > 1 else pooled
+
+        def entry(cls: str, ours: float, sd: float | None, opt: float | None, paper_value: float | None,
+                  tolerance: float, seeds: str, note: str = "") -> dict:
+            return {"factors": [_label(v) for v in key], "class": cls, "ours": ours, "sd": sd, "seeds": seeds,
+                    "optimistic": opt, "paper": paper_value,
+                    "delta": ours - paper_value if paper_value is not None else None,
+                    "tolerance": tolerance, "verdict": verdict(ours, paper_value, tolerance), "note": note}
+
+        if paper_classes:
+            for c in classes:
+                values = per_class[c]
+                sd = sd_of(c)
+                tolerance = max(VERDICT_POINTS, 2 * sd / math.sqrt(len(values))) if sd is not None else VERDICT_POINTS
+                opt = optimistic.get(key, {}).get(c)
+                out.append(entry(str(c), statistics.fmean(values),
+                                 statistics.stdev(values) if len(values) > 1 else None,
+                                 statistics.fmean(opt) if opt else None,
+                                 paper_classes[c] if c < len(paper_classes) else None, tolerance,
+                                 str(len(values))))
+        means = [statistics.fmean(per_class[c]) for c in classes]
+        avg = statistics.fmean(means)
+        sds = [sd_of(c) for c in classes]
+        if all(sd is not None for sd in sds):
+            se = math.sqrt(math.fsum(sd * sd / len(per_class[c]) for sd, c in zip(sds, classes))) / len(classes)
+            tolerance = max(VERDICT_POINTS, 2 * se)
+        else:
+            tolerance = VERDICT_POINTS
+        counts = sorted({len(per_class[c]) for c in classes})
+        seeds = "-".join(map(str, counts))
+        # SD over seeds of the class average, where every class ran the same seeds (rows come in
+        # trial-key order, so the i-th value of every class is the same seed)
+        by_seed = None
+        if len(counts) == 1 and counts[0] > 1:
+            by_seed = statistics.stdev([statistics.fmean(per_class[c][i] for c in classes)
+                                        for i in range(len(per_class[classes[0]]))])
+        opt_means = [statistics.fmean(optimistic[key][c]) for c in classes if c in optimistic.get(key, {})]
+        paper_value, note = (paper[0] if paper else None), ""
+        subset = num_classes is not None and len(classes) < num_classes
+        if subset and paper_classes:
+            paper_value = statistics.fmean(paper_classes[c] for c in classes)
+            note = f"paper averaged over the same {len(classes)} classes"
+        elif subset and paper is not None:
+            note = f"ours over classes {' '.join(map(str, classes))} of {num_classes}, the paper's over all"
+        out.append(entry("avg", avg, by_seed, statistics.fmean(opt_means) if len(opt_means) == len(classes) else None,
+                         paper_value, tolerance, seeds, note))
+    return out
+
+
+def _num_classes(dataset) -> int | None:
+    from raygan.data import DATASETS
+
+    if dataset not in DATASETS or dataset == "image_folder":
+        return None
+    return len(DATASETS.get(dataset).class_names)
+
+
+def render_verdicts(entries: list[dict], row_factors: list[str], fmt: str) -> str:
+    header = [*row_factors, "class", "ours", "seeds", "optimistic (best test epoch)", "paper", "Δ", "tolerance",
+              "verdict", "note"]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([*header[:-8], "ours", "ours SD", *header[-7:]])
+        for e in entries:
+            writer.writerow([*e["factors"], e["class"], _num(e["ours"]), _num(e["sd"]), e["seeds"], _num(e["optimistic"]),
+                             _num(e["paper"]), _num(e["delta"]), _num(e["tolerance"]), e["verdict"], e["note"]])
+        return out.getvalue()
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for e in entries:
+        lines.append("| " + " | ".join([
+            *e["factors"], e["class"], _cell(e["ours"], e["sd"]), e["seeds"], _cell(e["optimistic"], None),
+            _cell(e["paper"], None), f"{e['delta']:+.1f}" if e["delta"] is not None else "—",
+            f"{e['tolerance']:.1f}", f"**{e['verdict']}**" if e["verdict"] == "reproduced" else e["verdict"],
+            e["note"],
+        ]) + " |")
+    notes = [
+        "Verdict per paper cell: ours = test AUROC (%) at the validation-selected epoch, mean±SD over seeds (avg: "
+        "over classes); reproduced when ours ≥ paper − tolerance, tolerance = max(1.0, 2 standard errors over seeds); "
+        "optimistic: each trial's best test epoch, which peeks at the test set (papers/004 does not say how it chose "
+        "its epoch)",
+    ]
+    return "\n".join(lines + [""] + notes) + "\n"
 
 
 def render_grid(header: list[str], body: list[dict], notes: list[str], fmt: str) -> str:
@@ -179,14 +316,27 @@ def search_table(info: dict, rows: list[dict], fmt: str) -> str:
     return "\n".join(lines + ["", note]) + "\n"
 
 
-def report(study_dir: Path, fmt: str = "markdown") -> str:
+def report(study_dir: Path, fmt: str = "markdown", same_score: bool = False) -> str:
+    """The paper-layout table, then the verdict per paper cell; ``same_score`` adds the table of
+    every method scored by ‖x − G(x)‖₂ (see raygan.same_score)."""
     if fmt not in FORMATS:
         raise RayganError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     info, rows = read_results(study_dir)
     if info.get("kind") == "search":
         return search_table(info, rows, fmt)
-    header, body, notes = grid_table(info, rows, _study(info["study"]))
-    return render_grid(header, body, notes, fmt)
+    study = _study(info["study"])
+    header, body, notes = grid_table(info, rows, study)
+    parts = [render_grid(header, body, notes, fmt)]
+    entries = verdict_rows(info, rows, study)
+    if entries:
+        parts.append(render_verdicts(entries, info.get("rows") or ["dataset"], fmt))
+    if same_score:
+        from raygan.same_score import with_same_score
+
+        rescored = with_same_score(Path(study_dir), rows)
+        header, body, notes = grid_table(info, rescored, None, metric="auroc_reconstruction")
+        parts.append(render_grid(header, body, notes, fmt))
+    return "\n".join(parts)
 
 
 def figures(study_dir: Path, out_dir: Path) -> list[Path]:

@@ -32,7 +32,8 @@ DEFAULT_STORAGE = "~/raygan-studies"
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke",
-                        help="smoke (offline data, minutes on 2 CPU cores) | paper (the full protocol); default: smoke")
+                        help="smoke (offline data, minutes on 2 CPU cores) | cpu (real Fashion-MNIST, about 1-2 h on 2 CPU "
+                             "cores) | paper (the full protocol); default: smoke")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the trials, their count and estimated CPU-worker-hours; run nothing")
     parser.add_argument("--storage", type=Path, default=None,

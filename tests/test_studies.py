@@ -4,6 +4,8 @@ the paper's trial counts and reference numbers; flags and bad input give clear e
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -384,7 +386,7 @@ def test_raygan_study_run_dry_run_matches_the_script():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--profile", "full"], "has no profile 'full'; choose one of: smoke, paper"),
+        (["--profile", "full"], "has no profile 'full'; choose one of: smoke, cpu, paper"),
         (["--classes", "10", "--dry-run"], "class 10 is not a class of digits"),
         (["--resume"], "--resume: nothing to resume at"),
     ],
@@ -454,6 +456,84 @@ def test_report_is_the_paper_layout_with_the_paper_beside_ours(tmp_path):
     best = best_trial(study_dir)
     assert best["auroc_val"] == pytest.approx(0.97) and best["trial_key"].startswith("fashion_mnist-c1-")
 
+
+
+def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_point(tmp_path):
+    from raygan.report import report, verdict, verdict_rows
+    from raygan.results import read_results
+
+    assert verdict(97.3, 98.3, 1.0) == "reproduced" and verdict(97.2, 98.3, 1.0) == "not reproduced"
+    assert verdict(99.9, 98.3, 1.0) == "reproduced"  # above the paper: its claim holds
+    assert verdict(50.0, None, 1.0) == "no paper number"
+
+    # class 0: 92 ± 2.83 over two seeds, class 1: 97 ± 1.41; avg 94.5, SE sqrt(2.83²/2 + 1.41²/2)/2 = 1.118,
+    # tolerance 2.24, paper 98.3 (F-MNIST, AdvProp, γ = 0): not reproduced
+    study_dir = _fake_study_dir(tmp_path / "a", {(0, 0): 0.90, (0, 1): 0.94, (1, 0): 0.96, (1, 1): 0.98})
+    info, rows = read_results(study_dir)
+    (entry,) = verdict_rows(info, rows, STUDIES.get("bn_ablation"))
+    assert entry["class"] == "avg" and entry["ours"] == pytest.approx(94.5) and entry["paper"] == 98.3
+    assert entry["tolerance"] == pytest.approx(math.sqrt(5)) and entry["verdict"] == "not reproduced"
+    assert entry["sd"] == pytest.approx(statistics.stdev([93.0, 96.0]))  # over seeds of the class average
+    assert entry["note"] == "ours over classes 0 1 of 10, the paper's over all"
+    # within 1.41 points (2 SE) of 98.3: reproduced
+    study_dir = _fake_study_dir(tmp_path / "b", {(0, 0): 0.97, (0, 1): 0.99, (1, 0): 0.97, (1, 1): 0.99})
+    info, rows = read_results(study_dir)
+    (entry,) = verdict_rows(info, rows, STUDIES.get("bn_ablation"))
+    assert entry["ours"] == pytest.approx(98.0) and entry["tolerance"] == pytest.approx(math.sqrt(2))
+    assert entry["verdict"] == "reproduced"
+    table = report(study_dir)
+    assert "| fashion_mnist | yes | no | 0 | avg | 98.0±1.4 | 2 | — | 98.3 | -0.3 | 1.4 | **reproduced** |" in table
+
+
+def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float]) -> Path:
+    """A one_class study directory (F-MNIST cpu profile trials) with the given (method, class, seed)
+    AUROCs as records, as the Tune layer writes them; no training."""
+    from raygan.tuning import STUDY_FILE, write_record
+
+    study = STUDIES.get("one_class")
+    trials = [t for t in expand(study, study.profile("cpu"))
+              if (t.factors["method"], t.factors["class_index"], t.factors["seed"]) in aurocs]
+    study_dir = tmp_path / "one_class"
+    study_dir.mkdir(parents=True)
+    (study_dir / STUDY_FILE).write_text(json.dumps({
+        "study": "one_class", "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
+        "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
+    for t in trials:
+        auroc = aurocs[t.factors["method"], t.factors["class_index"], t.factors["seed"]]
+        write_record(study_dir, {
+            "study": "one_class", "study_hash": "h", "profile": "cpu", "trial_key": t.key, "trial_id": t.key,
+            "status": "finished", "error": None, "factors": t.factors, "config": t.config,
+            "metrics": {"auroc": auroc, "auroc_val": auroc, "auroc_last": auroc - 0.05, "selected_epoch": 1,
+                        "epochs": 5, "auroc_best_test_optimistic": auroc + 0.01},
+            "history": [], "node_id": "n", "hostname": "h", "recorded_at": 0.0,
+        })
+    return study_dir
+
+
+def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_for_baselines(tmp_path):
+    from raygan.report import report, verdict_rows
+    from raygan.results import read_results
+
+    # AGAD: class 0 over three seeds (sample SD 1.0), class 8 one seed (the pooled SD, 1.0, gives its SE);
+    # Table 1 prints 99.9 for T-shirt and 100. for Bag
+    study_dir = _fake_one_class_dir(tmp_path, {
+        ("agad", 0, 0): 0.98, ("agad", 0, 1): 0.99, ("agad", 0, 2): 1.00, ("agad", 8, 0): 0.84,
+        ("ganomaly", 0, 0): 0.90, ("ganomaly", 8, 0): 0.88,
+    })
+    info, rows = read_results(study_dir)
+    entries = {(e["factors"][1], e["class"]): e for e in verdict_rows(info, rows, STUDIES.get("one_class"))}
+    assert set(entries) == {("agad", "0"), ("agad", "8"), ("agad", "avg"), ("ganomaly", "avg")}
+    t_shirt, bag, avg = entries["agad", "0"], entries["agad", "8"], entries["agad", "avg"]
+    assert t_shirt["ours"] == pytest.approx(99.0) and t_shirt["sd"] == pytest.approx(1.0) and t_shirt["seeds"] == "3"
+    assert t_shirt["paper"] == 99.9 and t_shirt["tolerance"] == pytest.approx(max(1.0, 2 / math.sqrt(3)))
+    assert t_shirt["verdict"] == "reproduced" and t_shirt["optimistic"] == pytest.approx(100.0)
+    assert bag["paper"] == 100.0 and bag["tolerance"] == pytest.approx(2.0) and bag["verdict"] == "not reproduced"
+    # the average is compared with the paper's average over the same two classes, (99.9 + 100) / 2
+    assert avg["ours"] == pytest.approx((99.0 + 84.0) / 2) and avg["paper"] == pytest.approx(99.95)
+    assert avg["note"] == "paper averaged over the same 2 classes" and avg["seeds"] == "1-3"
+    assert entries["ganomaly", "avg"]["verdict"] == "no paper number" and entries["ganomaly", "avg"]["paper"] is None
+    csv_text = report(study_dir, "csv")
+    assert "fashion_mnist,agad,8,84,,1,85,100,-16,2,not reproduced," in csv_text
 
 
 def test_report_puts_the_papers_class_by_class_row_under_ours(tmp_path):

@@ -200,3 +200,30 @@ def test_report_figures_from_a_real_smoke_study(ray_cluster, tmp_path):
                 coloured = int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
                 # measured 1.6k-22k here; a legend without data draws about 400
                 assert coloured > 1000, f"{name}: no lines or boxes drawn ({coloured} coloured pixels)"
+
+
+def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoints(ray_cluster, tmp_path):
+    import shutil
+
+    _, summary = finish(study(sys.executable, "studies/one_class.py", "--profile", "smoke", "--epochs", "1",
+                              "--storage", str(tmp_path), cluster=ray_cluster))
+    study_dir = tmp_path / "one_class"
+    assert summary["finished"] == 4 and summary["failed"] == 0
+
+    def same_score_table() -> tuple[str, dict]:
+        result = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir), "--same-score"],
+                                capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        return result.stdout, json.loads((study_dir / "same_score.json").read_text())
+
+    text, scores = same_score_table()
+    assert "‖x − G(x)‖₂" in text and set(scores) == set(records(study_dir))
+    for key, record in records(study_dir).items():
+        if record["factors"]["method"] in ("agad", "autoencoder"):  # their own score is ‖x − G(x)‖₂
+            assert scores[key] == pytest.approx(record["metrics"]["auroc"], abs=1e-6), key
+        else:
+            assert 0.0 <= scores[key] <= 1.0
+    # a folder without checkpoints (as committed under results/) still reports the same table
+    for key in scores:
+        shutil.rmtree(study_dir / "trials" / key / "checkpoints")
+    assert same_score_table() == (text, scores)
