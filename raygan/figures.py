@@ -400,13 +400,41 @@ def search_curves(results: StudyResults, out_dir: Path) -> Path | None:
     return _save(fig, out_dir / "auroc_per_epoch.png")
 
 
+def optuna_figures(study_dir: Path, results: StudyResults, out_dir: Path) -> list[Path]:
+    """Optuna's own optimisation-history and parameter-importance plots of the search's study."""
+    import warnings
+
+    from raygan.report import load_optuna_study
+
+    study = load_optuna_study(study_dir, results.info)
+    if study is None:
+        return []
+    _pyplot()
+    from optuna.visualization import matplotlib as optuna_plots
+
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental
+        ax = optuna_plots.plot_optimization_history(study, target_name="validation AUROC")
+        written.append(_save(ax.figure, out_dir / "optimization_history.png"))
+        try:
+            ax = optuna_plots.plot_param_importances(study)
+        except (ValueError, RuntimeError):  # fewer than two complete trials
+            pass
+        else:
+            ax.figure.tight_layout()
+            written.append(_save(ax.figure, out_dir / "param_importances.png"))
+    return written
+
+
 def write_figures(study_dir: Path, out_dir: Path, study: Study | None = None) -> list[Path]:
     """Draw every figure the study's results allow into ``out_dir``; return the files written."""
     results = StudyResults(study_dir)
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     if results.info.get("kind") == "search":
-        return [p for p in [search_curves(results, out_dir)] if p is not None]
+        return [p for p in [search_curves(results, out_dir), *optuna_figures(study_dir, results, out_dir)]
+                if p is not None]
     written: list[Path] = []
     loader = Reconstructor()
     for dataset in results.datasets():

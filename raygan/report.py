@@ -296,7 +296,7 @@ def _num(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def search_table(info: dict, rows: list[dict], fmt: str) -> str:
+def search_table(info: dict, rows: list[dict], fmt: str, study_dir: Path | None = None) -> str:
     ranked = sorted(rows, key=lambda r: -(r.get("auroc_val") if r.get("auroc_val") is not None else -math.inf))
     params = sorted({k for r in rows for k in r if k.startswith("factor.")} - {
         "factor.dataset", "factor.class_index", "factor.seed"})
@@ -313,7 +313,86 @@ def search_table(info: dict, rows: list[dict], fmt: str) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table]
     note = (f"search {info['study']}, profile {info['profile']}: {len(rows)} trials, ranked by validation AUROC "
             f"(the objective); test AUROC at the validation-selected epoch is shown, never used")
-    return "\n".join(lines + ["", note]) + "\n"
+    extra = _search_summary(Path(study_dir), info, rows) if study_dir is not None else []
+    return "\n".join(lines + ["", note, *extra]) + "\n"
+
+
+def load_optuna_study(study_dir: Path, info: dict):
+    """The search's Optuna study from its storage (None if the search kept none, e.g. it ran
+    before searches had one)."""
+    import warnings
+
+    import optuna
+
+    from raygan.optuna_storage import OPTUNA_DB, default_url, open_storage, optuna_study_name
+
+    url = (info.get("options") or {}).get("optuna_storage")
+    if url is None:
+        if not (Path(study_dir) / OPTUNA_DB).exists():
+            return None
+        url = default_url(Path(study_dir).expanduser().resolve())
+    name = optuna_study_name(info["study"], info["study_hash"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return optuna.load_study(study_name=name, storage=open_storage(url))
+        except KeyError:
+            raise RayganError(f"{url} holds no Optuna study {name}; the search's trials are in results.parquet") from None
+
+
+def _search_summary(study_dir: Path, info: dict, rows: list[dict]) -> list[str]:
+    """What a search user looks at first, besides the ranking: Optuna's optimisation history,
+    parameter importances, and the best configuration as a `raygan train --config` file."""
+    import optuna
+
+    lines = [""]
+    study = load_optuna_study(study_dir, info)
+    if study is not None:
+        done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,)]
+        lines.append(f"optimisation history (Optuna study {study.study_name}; value = validation AUROC, best so far):")
+        best = -math.inf
+        for t in study.trials:
+            if t.value is not None:
+                best = max(best, t.value)
+            value = f"{t.value:.4f}" if t.value is not None else t.state.name.lower()
+            lines.append(f"  trial {t.number:>3} ({t.user_attrs.get('tune_trial_id', '?')}): {value}"
+                         + (f" (best {best:.4f})" if best > -math.inf else ""))
+        try:
+            importances = optuna.importance.get_param_importances(study)
+            lines.append(f"parameter importances (Optuna's fANOVA over {len(done)} complete trials): "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
+        except (ValueError, RuntimeError) as exc:
+            lines.append(f"parameter importances: not computed ({exc})")
+    path = write_best_config(study_dir, info, rows)
+    if path is not None:
+        lines.append(f"best configuration (by validation AUROC): {path}; train it with "
+                     f"raygan train --config {path} --out runs/best")
+    return lines
+
+
+def write_best_config(study_dir: Path, info: dict, rows: list[dict]) -> Path | None:
+    """``best_config.json`` in the study directory: the best trial's configuration (its resolved
+    config.json where the trial directory is there, else the base plus its sampled values)."""
+    from raygan.study import apply_sampled
+
+    candidates = [r for r in rows if r["status"] in ("finished", "stopped") and r.get("auroc_val") is not None
+                  and not math.isnan(r["auroc_val"])]
+    if not candidates or not info.get("base"):
+        return None
+    best = max(candidates, key=lambda r: (r["auroc_val"], -r["epochs"] if r.get("epochs") else 0))
+    resolved = Path(study_dir) / TRIALS_DIR / best["trial_key"] / "config.json"
+    if resolved.exists():
+        config = json.loads(resolved.read_text())
+    else:
+        sampled = {k.removeprefix("factor."): v for k, v in best.items() if k.startswith("factor.")}
+        config = apply_sampled(info["base"]["config"], sampled)
+    config["train"]["epochs"] = info["base"]["config"]["train"]["epochs"]  # a stopped trial: its full budget
+    path = Path(study_dir) / "best_config.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=1) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def report(study_dir: Path, fmt: str = "markdown", same_score: bool = False) -> str:
@@ -323,7 +402,7 @@ def report(study_dir: Path, fmt: str = "markdown", same_score: bool = False) -> 
         raise RayganError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     info, rows = read_results(study_dir)
     if info.get("kind") == "search":
-        return search_table(info, rows, fmt)
+        return search_table(info, rows, fmt, study_dir)
     study = _study(info["study"])
     header, body, notes = grid_table(info, rows, study)
     parts = [render_grid(header, body, notes, fmt)]

@@ -27,7 +27,10 @@ from raygan.data import DATASETS
 from raygan.errors import ConfigError, RayganError
 from raygan.registry import Registry
 
-SEARCH_METRIC = "auroc_val"  # searches optimise validation AUROC, never the test set
+# Searches optimise validation AUROC, never the test set: the trial's best so far (its
+# validation-selected epoch's), so that Optuna's value for a trial is the ``auroc_val`` of its
+# results row, and ASHA compares trials by the model each would deploy.
+SEARCH_METRIC = "run_auroc_val"
 
 
 @dataclass(frozen=True)

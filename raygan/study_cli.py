@@ -64,6 +64,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                        help="retries of a trial whose process or node died, on any node, from its last checkpoint; "
                             "configuration errors and NaN losses are recorded as failed, not retried")
     where.add_argument("--search-seed", type=int, default=0, help="searches: the Optuna sampler's seed")
+    where.add_argument("--optuna-storage", default=None, metavar="URL",
+                       help="searches: the Optuna storage (SQLAlchemy URL, e.g. postgresql://user:pw@head:5432/optuna); "
+                            "default: sqlite:///<study dir>/optuna.db (SQLite serves this one driver; use a server when "
+                            "several drivers share a database)")
 
 
 def make_plan(study: Study, args: argparse.Namespace) -> Plan:
@@ -94,6 +98,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         cpus_per_worker=args.cpus_per_worker,
         max_failures=args.max_failures,
         search_seed=args.search_seed,
+        optuna_storage=args.optuna_storage,
     )
 
 

@@ -68,6 +68,7 @@ class RunOptions:
     max_failures: int = 0
     search_seed: int = 0
     grace_epochs: int = 1  # ASHA: epochs before a search trial may be stopped
+    optuna_storage: str | None = None  # searches: an Optuna storage URL; None: <study dir>/optuna.db
 
     def check(self) -> None:
         if self.cpus_per_trial <= 0:
@@ -475,13 +476,17 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     """Run (or resume) every trial of the plan; return the study directory. Trial records are in
     ``rows/`` when this returns; the results layer turns them into Parquet."""
     options.check()
-    check_study_dir(plan, options)
+    study_dir = check_study_dir(plan, options)
+    if plan.study.is_search and options.optuna_storage:
+        # a server named by the user is checked before Ray starts or a study directory is written
+        _optuna_storage(plan, options, study_dir)
     # Tune's own TensorBoard logger would put a second HParams entry beside each trial's writer;
     # keep Tune's CSV/JSON logs, and let raygan's writer own TensorBoard (trials/<key>/tensorboard).
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     _init_ray(options.address)
     study_dir = prepare_study_dir(plan, options)  # after joining Ray: a bad --address leaves no study behind
+    optuna = _optuna_storage(plan, options, study_dir) if plan.study.is_search else None
 
     import ray
     from ray import tune
@@ -518,13 +523,28 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     if options.resume and tune.Tuner.can_restore(str(tune_path)):
         tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
     else:
-        tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options), run_config=run_config)
+        tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options, optuna), run_config=run_config)
     grid = tuner.fit()
     _sweep(study_dir, plan_info, setup, grid)
     return study_dir
 
 
-def _tuner_arguments(plan: Plan, options: RunOptions) -> dict:
+def _optuna_storage(plan: Plan, options: RunOptions, study_dir: Path) -> tuple:
+    """(storage, Optuna study name) of a search, checked: reachable, not holding another run of the
+    search, and on --resume the storage the interrupted run used."""
+    from raygan.optuna_storage import check_storage, default_url, open_storage, shown
+
+    url = options.optuna_storage or default_url(study_dir)
+    saved = (_read_json(study_dir / STUDY_FILE) or {}).get("options", {})
+    if options.resume and "optuna_storage" in saved and saved["optuna_storage"] != options.optuna_storage:
+        was = saved["optuna_storage"] or default_url(study_dir)
+        raise RayganError(f"--resume: the interrupted search kept its Optuna study in {shown(was)}, not "
+                          f"{shown(url)}; pass --optuna-storage as before")
+    storage = open_storage(url)
+    return storage, check_storage(storage, url, plan.study.name, plan.study_hash, options.resume)
+
+
+def _tuner_arguments(plan: Plan, options: RunOptions, optuna: tuple | None = None) -> dict:
     from ray import tune
 
     if not plan.study.is_search:
@@ -536,11 +556,13 @@ def _tuner_arguments(plan: Plan, options: RunOptions) -> dict:
             ),
         }
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from raygan.optuna_storage import TrackedOptunaSearch
 
     profile = plan.study.profile(plan.profile)
-    searcher = OptunaSearch(space=SearchSpace(plan.study.search_space, profile), metric=SEARCH_METRIC,
-                            mode="max", seed=options.search_seed)
+    storage, study_name = optuna if optuna is not None else (None, None)
+    searcher = TrackedOptunaSearch(space=SearchSpace(plan.study.search_space, profile), metric=SEARCH_METRIC,
+                                   mode="max", seed=options.search_seed, storage=storage, study_name=study_name)
     scheduler = ASHAScheduler(
         time_attr="epochs_done", metric=SEARCH_METRIC, mode="max", max_t=plan.epochs,
         grace_period=min(options.grace_epochs, plan.epochs), reduction_factor=2,

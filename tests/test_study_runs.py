@@ -123,6 +123,22 @@ def test_search_with_optuna_and_asha(ray_cluster, tmp_path):
         assert (r["loss.contextual_adversarial_weight"] == 0.0) == (not r["factor.contextual_adversarial"])
         assert r["epochs"] == (2 if r["status"] == "finished" else 1)
     assert "ranked by validation AUROC" in out
+    # the search's own Optuna study, in the study directory's SQLite file, opens with plain Optuna
+    import optuna
+
+    manifest = json.loads((study_dir / "study.json").read_text())
+    ot_study = optuna.load_study(study_name=f"raygan-hpo-{manifest['study_hash']}",
+                                 storage=f"sqlite:///{study_dir / 'optuna.db'}")
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in ot_study.trials}
+    assert sorted(by_tune_id) == sorted(r["trial_id"] for r in rows) and len(ot_study.trials) == 4
+    for r in rows:  # Optuna's value of a trial is its results row's validation AUROC
+        assert by_tune_id[r["trial_id"]].value == pytest.approx(r["auroc_val"])
+    assert "optimisation history (Optuna study raygan-hpo-" in out and "parameter importances" in out
+    config_file = study_dir / "best_config.json"
+    assert f"raygan train --config {config_file}" in out
+    from raygan.config import RunConfig
+
+    assert RunConfig.from_dict(json.loads(config_file.read_text())).model.backbone == "naive"
 
     best = subprocess.run([sys.executable, "-m", "raygan", "study", "best", str(study_dir)],
                           capture_output=True, text=True)
@@ -133,6 +149,63 @@ def test_search_with_optuna_and_asha(ray_cluster, tmp_path):
 
     payload = torch.load(chosen["checkpoint"], weights_only=True)
     assert payload["config"] == chosen["config"]
+
+
+def test_an_interrupted_search_resumes_the_same_optuna_study_without_lost_or_repeated_trials(ray_cluster, tmp_path):
+    import optuna
+
+    args = [sys.executable, "studies/hpo.py", "--profile", "smoke", "--epochs", "1", "--samples", "5",
+            "--storage", str(tmp_path)]
+    study_dir = tmp_path / "hpo"
+    first = study(*args, cluster=ray_cluster)
+    deadline = time.time() + 400
+    while len(records(study_dir)) < 2:
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert len(records(study_dir)) < 5, "the search finished before the kill; nothing to resume"
+
+    _, summary = finish(study(*args, "--resume", cluster=ray_cluster))
+    assert summary["finished"] + summary["stopped"] == 5 and summary["failed"] == 0
+    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    manifest = json.loads((study_dir / "study.json").read_text())
+    (name,) = optuna.get_all_study_names(f"sqlite:///{study_dir / 'optuna.db'}")
+    assert name == f"raygan-hpo-{manifest['study_hash']}"  # resumed into the same Optuna study
+    ot_trials = optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'optuna.db'}").trials
+    told = [t for t in ot_trials if t.state != optuna.trial.TrialState.FAIL]
+    # every Tune trial exactly once in Optuna, with its results row's value; trials Optuna had handed
+    # out after the searcher's last saved state are failed and marked, never left running
+    assert sorted(t.user_attrs["tune_trial_id"] for t in told) == sorted(r["trial_id"] for r in rows)
+    for t in told:
+        (row,) = [r for r in rows if r["trial_id"] == t.user_attrs["tune_trial_id"]]
+        assert t.value == pytest.approx(row["auroc_val"])
+    for t in ot_trials:
+        assert t.state != optuna.trial.TrialState.RUNNING
+        if t.state == optuna.trial.TrialState.FAIL:
+            assert "raygan_orphaned" in t.user_attrs
+
+
+def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_trial(tmp_path):
+    import optuna
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path),
+                               *extra], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    for url in ("not a url", "postgresql://raygan:secret@127.0.0.1:9/optuna"):
+        result = run("--optuna-storage", url)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        shown = url.replace(":secret@", ":***@")
+        assert result.stderr.startswith(f"raygan: error: --optuna-storage {shown}: cannot open it"), result.stderr
+        assert "secret" not in result.stderr and not (tmp_path / "hpo").exists()
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="raygan-hpo-0123456789abcdef", storage=db)
+    result = run("--optuna-storage", db)
+    assert result.returncode == 2, result.stderr
+    assert "already holds Optuna study raygan-hpo-0123456789abcdef, another run of search hpo" in result.stderr
+    assert not (tmp_path / "hpo").exists()
 
 
 def test_a_trial_can_run_as_a_ddp_trainer(ray_cluster, tmp_path):

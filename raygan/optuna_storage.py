@@ -1,0 +1,95 @@
+"""A search's Optuna study in a real Optuna storage (Tune layer; imports Ray and Optuna).
+
+By default the study lives in ``<study dir>/optuna.db`` (SQLite, through
+``optuna.storages.RDBStorage``); ``--optuna-storage URL`` puts it in a database server, e.g.
+PostgreSQL on a cluster's head node. The Optuna study is named ``raygan-<study>-<study hash>``, so
+``optuna-dashboard sqlite:///<study dir>/optuna.db`` and ``optuna.load_study`` open it, and one
+database can hold several searches without mixing them. SQLite serves one writer: the study's
+driver is the only process that writes (trials report to the driver), which is what Optuna's
+advice against SQLite for parallel writers leaves room for; several drivers on one database need
+a server.
+"""
+
+from __future__ import annotations
+
+import re
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from raygan.errors import RayganError
+
+OPTUNA_DB = "optuna.db"
+TUNE_TRIAL_ATTR = "tune_trial_id"
+ORPHANED_ATTR = "raygan_orphaned"
+
+
+def default_url(study_dir) -> str:
+    return f"sqlite:///{study_dir}/{OPTUNA_DB}"
+
+
+def optuna_study_name(study: str, study_hash: str) -> str:
+    return f"raygan-{study}-{study_hash}"
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", url)
+
+
+def open_storage(url: str) -> RDBStorage:
+    """The storage, connected now: a malformed or unreachable URL fails here, before any trial."""
+    try:
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+    except Exception as exc:  # SQLAlchemy's ArgumentError, OperationalError, a missing driver, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RayganError(f"--optuna-storage {shown(url)}: cannot open it as an Optuna storage ({first})") from None
+
+
+def check_storage(storage: RDBStorage, url: str, study: str, study_hash: str, resume: bool) -> str:
+    """The Optuna study name to use; refuses a storage that holds another run of the same search
+    (other trials: another hash), and, without --resume, one that already holds this run."""
+    name = optuna_study_name(study, study_hash)
+    names = optuna.get_all_study_names(storage)
+    others = sorted(n for n in names if n.startswith(f"raygan-{study}-") and n != name)
+    if others:
+        raise RayganError(
+            f"--optuna-storage {shown(url)} already holds Optuna study {others[0]}, another run of search {study} "
+            f"(other profile or flags); it is not appended to: use another database, or the same profile and "
+            f"flags as that run with --resume"
+        )
+    if name in names and not resume:
+        raise RayganError(
+            f"--optuna-storage {shown(url)} already holds Optuna study {name} (this search); pass --resume to "
+            f"continue it, or use another database"
+        )
+    return name
+
+
+class TrackedOptunaSearch(OptunaSearch):
+    """OptunaSearch whose Optuna trials carry their Tune trial id (user attribute ``tune_trial_id``),
+    and which, restored after its driver was killed, fails the Optuna trials it had asked for after
+    its last saved state: their Tune trials are unknown to the restored experiment and will never
+    report, so they would stay RUNNING in the database for ever."""
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None:
+            ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        return params
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        storage = self._storage
+        if storage is None or getattr(self, "_ot_study", None) is None:
+            return
+        known = {t._trial_id for t in self._ot_trials.values()}
+        study_id = storage.get_study_id_from_name(self._study_name)
+        for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial._trial_id not in known:
+                storage.set_trial_user_attr(trial._trial_id, ORPHANED_ATTR,
+                                            "asked before the driver was killed; its Tune trial was not restored")
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
