@@ -272,6 +272,15 @@ def _cmd_study_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study_export(args: argparse.Namespace) -> int:
+    from raygan.export import export_study
+
+    out = export_study(Path(args.study_dir), Path(args.out) if args.out else None)
+    print(f"exported to {out}: study.json, rows/, results.parquet, curves.parquet, report.md, figures/, PROVENANCE.md",
+          file=sys.stderr)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from raygan.report import report
 
@@ -383,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     study_best = study_commands.add_parser("best", help="the trial with the best validation AUROC: config and checkpoint")
     study_best.add_argument("study_dir", help="a study directory (<storage>/<study>)")
     study_best.set_defaults(handler=_cmd_study_best)
+    study_export = study_commands.add_parser(
+        "export", help="the study's results as a folder to commit: records, Parquet, report, figures, provenance "
+                       "(no checkpoints); --resume continues the study from a copy of it")
+    study_export.add_argument("study_dir", help="a study directory (<storage>/<study>)")
+    study_export.add_argument("--out", default=None, help="the folder (default: results/<study>-<profile>)")
+    study_export.set_defaults(handler=_cmd_study_export)
 
     report = commands.add_parser("report", help="a study's results in the paper's table layout, with the paper's numbers")
     report.add_argument("study_dir", help="a study directory (<storage>/<study>)")

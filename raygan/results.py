@@ -158,8 +158,11 @@ def read_results(study_dir: Path) -> tuple[dict, list[dict]]:
 
 
 def _stale(study_dir: Path, path: Path) -> bool:
+    """Whether rows/ holds records the Parquet file does not: compared by trial and record time,
+    not by file times, which a git checkout or a copy resets."""
     rows = study_dir / "rows"
     if not rows.is_dir():
         return False
-    newest = max((p.stat().st_mtime for p in rows.glob("*.json")), default=0.0)
-    return newest > path.stat().st_mtime
+    recorded = {(r["trial_key"], r.get("recorded_at")) for r in read_records(study_dir)}
+    table = pq.read_table(path, columns=["trial_key", "recorded_at"]).to_pylist()
+    return recorded != {(r["trial_key"], r["recorded_at"]) for r in table}

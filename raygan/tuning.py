@@ -35,7 +35,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -406,7 +406,7 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
                 f"{study_dir} already holds a run of study {saved.get('study')} (profile {saved.get('profile')}); "
                 f"pass --resume to continue it, or --storage DIR for a fresh one"
             )
-        if saved.get("study_hash") != plan.study_hash:
+        if saved.get("study_hash") != plan.study_hash and not same_trials(saved, plan):
             raise RayganError(
                 f"--resume: {study_dir} holds study {saved.get('study')} profile {saved.get('profile')} with other "
                 f"trials (hash {saved.get('study_hash')}, now {plan.study_hash}); use the same profile and flags "
@@ -415,6 +415,44 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
     elif options.resume:
         raise RayganError(f"--resume: nothing to resume at {study_dir}; run without --resume to start the study")
     return study_dir
+
+
+def _flat_config(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def same_trials(saved: dict, plan: Plan) -> bool:
+    """Whether a saved grid study's trials are the plan's, written before config fields were added:
+    the same keys, factors and values, except new fields that hold their default (and so train
+    exactly as before). A changed value or a removed field is a different study."""
+    saved_list = saved.get("trial_list")
+    if plan.study.is_search or not saved_list or len(saved_list) != len(plan.trials):
+        return False
+    defaults = _flat_config(RunConfig.from_dict({}).to_dict())
+    for old, new in zip(saved_list, plan.trials):
+        if old["key"] != new.key or old["factors"] != new.factors:
+            return False
+        before, now = _flat_config(old["config"]), _flat_config(new.config)
+        if set(before) - set(now):
+            return False
+        if any(now[k] != (before[k] if k in before else defaults.get(k, object())) for k in now):
+            return False
+    return True
+
+
+def reconcile(plan: Plan, options: RunOptions) -> Plan:
+    """On --resume of a study whose trials are the same but were written before new config fields
+    existed, the plan keeps the saved hash, so every record of the study carries one hash."""
+    saved = _read_json(study_dir_for(options.storage, plan.study) / STUDY_FILE) or {}
+    if options.resume and saved.get("study_hash") and saved["study_hash"] != plan.study_hash:
+        return replace(plan, study_hash=saved["study_hash"])
+    return plan
 
 
 def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
@@ -477,6 +515,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     ``rows/`` when this returns; the results layer turns them into Parquet."""
     options.check()
     study_dir = check_study_dir(plan, options)
+    plan = reconcile(plan, options)
     if plan.study.is_search and options.optuna_storage:
         # a server named by the user is checked before Ray starts or a study directory is written
         _optuna_storage(plan, options, study_dir)
@@ -487,6 +526,9 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     _init_ray(options.address)
     study_dir = prepare_study_dir(plan, options)  # after joining Ray: a bad --address leaves no study behind
     optuna = _optuna_storage(plan, options, study_dir) if plan.study.is_search else None
+    from raygan.export import log_driver
+
+    log_driver(study_dir, "start", resume=options.resume)  # wall time and machine, for the committed results
 
     import ray
     from ray import tune
@@ -526,6 +568,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options, optuna), run_config=run_config)
     grid = tuner.fit()
     _sweep(study_dir, plan_info, setup, grid)
+    log_driver(study_dir, "end")
     return study_dir
 
 

@@ -300,3 +300,59 @@ def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoint
     for key in scores:
         shutil.rmtree(study_dir / "trials" / key / "checkpoints")
     assert same_score_table() == (text, scores)
+
+
+def test_export_for_commit_then_resume_from_it_after_a_config_field_was_added(ray_cluster, tmp_path):
+    """`raygan study export` writes what results/<study>-<profile>/ commits (no checkpoints, no Tune
+    state); a copy of it, written before a config field existed, continues with --resume and trains
+    only the trials it lacks."""
+    import shutil
+
+    def script(storage: Path) -> list[str]:
+        return [sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "1", "--storage", str(storage)]
+
+    finish(study(*script(tmp_path / "first"), cluster=ray_cluster))
+    exported = tmp_path / "supervision-smoke"
+    result = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(tmp_path / "first" / "supervision"),
+                             "--out", str(exported)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in exported.iterdir()}
+    assert {"study.json", "rows", "results.parquet", "curves.parquet", "report.md", "figures", "PROVENANCE.md"} <= names
+    assert not {"trials", "tune"} & names and not list(exported.rglob("*.pt"))
+    assert "| dataset | gamma | class 3 |" in (exported / "report.md").read_text()
+    provenance = (exported / "PROVENANCE.md").read_text()
+    assert "3 finished" in provenance and "wall time:" in provenance and "over 1 driver run(s)" in provenance
+    report = subprocess.run([sys.executable, "-m", "raygan", "report", str(exported)], capture_output=True, text=True)
+    assert report.returncode == 0 and report.stdout == (exported / "report.md").read_text(), report.stderr
+
+    study_dir = tmp_path / "second" / "supervision"
+    shutil.copytree(exported, study_dir)
+    before = records(study_dir)
+    missing = sorted(before)[0]
+    (study_dir / "rows" / f"{missing}.json").unlink()
+    del before[missing]
+    # as written by a version without train.deterministic (its default, True, trains the same)
+    manifest = json.loads((study_dir / "study.json").read_text())
+    for t in manifest["trial_list"]:
+        del t["config"]["train"]["deterministic"]
+    manifest["study_hash"] = "0ld0ld0ld0ld0ld0"  # that version's hash of those configs
+    (study_dir / "study.json").write_text(json.dumps(manifest))
+    for key, record in before.items():
+        (study_dir / "rows" / f"{key}.json").write_text(json.dumps({**record, "study_hash": manifest["study_hash"]}))
+    before = records(study_dir)
+
+    _, summary = finish(study(*script(tmp_path / "second"), "--resume", cluster=ray_cluster))
+    after = records(study_dir)
+    assert summary["finished"] == 3 and sorted(after) == sorted([*before, missing])
+    for key in before:  # kept, not trained again
+        assert after[key]["recorded_at"] == before[key]["recorded_at"]
+        assert not (study_dir / "trials" / key / "metrics.json").exists()
+    assert [h["epoch"] for h in after[missing]["history"]] == [0]
+    assert {r["study_hash"] for r in pq.read_table(study_dir / "results.parquet").to_pylist()} == {"0ld0ld0ld0ld0ld0"}
+
+    # a changed value is another study: refused
+    manifest["trial_list"][0]["config"]["train"]["lr"] = 0.5
+    (study_dir / "study.json").write_text(json.dumps(manifest))
+    refused = subprocess.run([*script(tmp_path / "second"), "--resume", "--address", ray_cluster],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "holds study supervision profile smoke with other trials" in refused.stderr

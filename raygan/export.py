@@ -1,0 +1,129 @@
+"""`raygan study export`: a study's results as a folder to commit (``results/<study>-<profile>/``).
+
+What is kept: ``study.json`` and ``rows/`` (so that ``--resume`` can continue the study from the
+folder on another machine or in a later session: finished trials are not trained again),
+``results.parquet`` and ``curves.parquet``, ``same_score.json`` and ``optuna.db`` where the study has
+them, the report as ``report.md`` (with ``--same-score`` where the study compares methods), the
+figures under ``figures/`` and ``PROVENANCE.md``: the commits, machines, library versions and wall
+time that produced it. Never checkpoints, TensorBoard files or Tune's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import time
+from pathlib import Path
+
+from raygan.errors import RayganError
+
+DRIVERS_FILE = "drivers.jsonl"  # one line per driver start and end (wall time, machine)
+KEPT = ("study.json", "results.parquet", "curves.parquet", "same_score.json", "optuna.db", DRIVERS_FILE)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def log_driver(study_dir: Path, event: str, **extra) -> None:
+    """Append a driver event (start / end) with the machine it ran on."""
+    from raygan.results import git_revision
+
+    entry = {"event": event, "time": time.time(), "hostname": socket.gethostname(), "cpu": cpu_model(),
+             "cores": os.cpu_count(), "git_revision": git_revision(), **extra}
+    with open(Path(study_dir) / DRIVERS_FILE, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def driver_wall_seconds(study_dir: Path, records: list[dict]) -> tuple[float, int]:
+    """(wall seconds the study's drivers ran, number of driver runs). A driver that was killed has
+    no end: its span ends at the last trial it recorded."""
+    path = Path(study_dir) / DRIVERS_FILE
+    if not path.exists():
+        return 0.0, 0
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    starts = [e for e in events if e["event"] == "start"]
+    ends = sorted(e["time"] for e in events if e["event"] == "end")
+    recorded = sorted(r.get("recorded_at") or 0.0 for r in records)
+    total = 0.0
+    for i, start in enumerate(starts):
+        following = starts[i + 1]["time"] if i + 1 < len(starts) else float("inf")
+        end = next((t for t in ends if start["time"] <= t < following), None)
+        if end is None:  # killed: up to its last record before the next driver
+            inside = [t for t in recorded if start["time"] <= t < following]
+            end = inside[-1] if inside else start["time"]
+        total += end - start["time"]
+    return total, len(starts)
+
+
+def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | None = None) -> Path:
+    from raygan.report import figures, report
+    from raygan.results import read_results
+    from raygan.tuning import read_records
+
+    study_dir = Path(study_dir).expanduser().resolve()
+    info, rows = read_results(study_dir)  # also rebuilds the Parquet files from rows/ if stale
+    out = Path(out) if out is not None else (repo_results or Path("results")) / f"{info['study']}-{info['profile']}"
+    if out.resolve() == study_dir:
+        raise RayganError(f"--out {out} is the study directory itself; export to another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        if (study_dir / name).exists():
+            shutil.copy2(study_dir / name, out / name)
+    if (out / "rows").exists():
+        shutil.rmtree(out / "rows")
+    shutil.copytree(study_dir / "rows", out / "rows")
+    compares_methods = any(r.get("factor.method") for r in rows)
+    (out / "report.md").write_text(report(study_dir, same_score=compares_methods and info.get("kind") != "search"))
+    if (out / "figures").exists():
+        shutil.rmtree(out / "figures")
+    written = figures(study_dir, out / "figures")
+    if compares_methods:  # report() wrote same_score.json into the study directory
+        shutil.copy2(study_dir / "same_score.json", out / "same_score.json")
+    if (study_dir / "best_config.json").exists():
+        shutil.copy2(study_dir / "best_config.json", out / "best_config.json")
+    (out / "PROVENANCE.md").write_text(provenance_text(study_dir, info, rows, read_records(study_dir), written))
+    return out
+
+
+def provenance_text(study_dir: Path, info: dict, rows: list[dict], records: list[dict], written: list[Path]) -> str:
+    wall, drivers = driver_wall_seconds(study_dir, records)
+    path = study_dir / DRIVERS_FILE
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    machines = sorted({f"{e['hostname']} ({e['cpu']}, {e['cores']} cores)" for e in events})
+    commits = sorted({e.get("git_revision") or "?" for e in events} | {r.get("git_revision") or "?" for r in rows})
+    statuses = {s: sum(r["status"] == s for r in rows) for s in ("finished", "stopped", "failed")}
+    trained = [r.get("train_seconds") for r in rows if r.get("train_seconds")]
+    first = min((e["time"] for e in events), default=None)
+    last = max((e["time"] for e in events), default=None)
+    versions = {k: sorted({str(r.get(k)) for r in rows}) for k in ("torch_version", "ray_version", "optuna_version",
+                                                                   "python_version")}
+    lines = [
+        f"# {info['study']} — profile {info['profile']}",
+        "",
+        f"- study hash {info['study_hash']}; {info.get('trials')} trials planned: {statuses['finished']} finished, "
+        f"{statuses['stopped']} stopped, {statuses['failed']} failed",
+        f"- wall time: {wall / 60:.1f} min over {drivers} driver run(s)"
+        + (f", {time.strftime('%Y-%m-%d %H:%M', time.gmtime(first))} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} UTC"
+           if first else ""),
+        f"- training time per trial: median {statistics.median(trained):.0f} s" if trained else "- training time: —",
+        f"- commits: {', '.join(commits)}",
+        f"- machines: {'; '.join(machines) or '—'}",
+        "- " + ", ".join(f"{k.removesuffix('_version')} {'/'.join(v)}" for k, v in versions.items()),
+        f"- options: {json.dumps(info.get('options') or {}, sort_keys=True)}",
+        "",
+        "Files: study.json and rows/ (continue with `cp -r` of this folder to `<storage>/" + info["study"]
+        + "` and the study's command plus `--resume`), results.parquet, curves.parquet, report.md"
+        + (", figures/ (" + ", ".join(p.name for p in written) + ")" if written else ""),
+    ]
+    return "\n".join(lines) + "\n"
