@@ -275,7 +275,7 @@ def _cmd_study_best(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from raygan.report import report
 
-    sys.stdout.write(report(Path(args.study_dir), args.format))
+    sys.stdout.write(report(Path(args.study_dir), args.format, args.skip_damaged))
     if args.figures:
         from raygan.report import figures
 
@@ -390,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--figures", default=None, metavar="DIR",
                         help="also write the paper's figures as PNGs into DIR: AUROC per epoch, score box plots, "
                              "reconstructions, AUROC against γ")
+    report.add_argument("--skip-damaged", action="store_true",
+                        help="leave out trial records (rows/<key>.json) that cannot be read, naming each, "
+                             "instead of stopping at the first")
     report.set_defaults(handler=_cmd_report)
     return parser
 

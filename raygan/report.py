@@ -179,10 +179,10 @@ def search_table(info: dict, rows: list[dict], fmt: str) -> str:
     return "\n".join(lines + ["", note]) + "\n"
 
 
-def report(study_dir: Path, fmt: str = "markdown") -> str:
+def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False) -> str:
     if fmt not in FORMATS:
         raise RayganError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    info, rows = read_results(study_dir)
+    info, rows = read_results(study_dir, skip_damaged)
     if info.get("kind") == "search":
         return search_table(info, rows, fmt)
     header, body, notes = grid_table(info, rows, _study(info["study"]))

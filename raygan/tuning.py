@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from raygan.atomic import write_text
 from raygan.config import RunConfig
 from raygan.errors import ConfigError, RayganError
 from raygan.study import SEARCH_METRIC, Study, Trial, apply_sampled
@@ -193,7 +194,7 @@ def run_trial(tune_config: dict, setup: dict) -> None:
             tune.report({**_numbers(last), **_summary(result), "epochs_done": last["epoch"] + 1, **identity})
     except Exception as exc:
         message = str(exc) if isinstance(exc, RayganError) else f"{type(exc).__name__}: {exc}"
-        (out_dir / ERROR_FILE).write_text(message + "\n\n" + traceback.format_exc())
+        write_text(out_dir / ERROR_FILE, message + "\n\n" + traceback.format_exc())
         if _is_deterministic(exc):
             # Ending normally keeps Tune from retrying it (FailureConfig retries every raised
             # error); the recorder reads error.txt and records the trial as failed.
@@ -228,7 +229,13 @@ def read_attempts(run_dir: Path) -> list[dict]:
     path = run_dir / ATTEMPTS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    attempts = []
+    for line in path.read_text().splitlines():
+        try:
+            attempts.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short when its process died mid-append; the others stand
+    return attempts
 
 
 def _run_ddp(cfg: RunConfig, out_dir: Path, setup: dict, factors: dict, identity: dict) -> None:
@@ -312,11 +319,7 @@ def _error_message(run_dir: Path, trial) -> str | None:
 
 
 def write_record(study_dir: Path, record: dict) -> None:
-    rows = study_dir / ROWS_DIR
-    rows.mkdir(parents=True, exist_ok=True)
-    tmp = rows / f".{record['trial_key']}.json.tmp"
-    tmp.write_text(json.dumps(record, default=_json_default) + "\n")
-    tmp.replace(rows / f"{record['trial_key']}.json")
+    write_text(study_dir / ROWS_DIR / f"{record['trial_key']}.json", json.dumps(record, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -325,11 +328,47 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def read_records(study_dir: Path) -> list[dict]:
+# What every record has (trial_record writes them all); a file without them is damaged.
+RECORD_KEYS = ("study", "study_hash", "trial_key", "status", "factors", "config")
+
+
+def load_records(study_dir: Path) -> tuple[list[dict], list[str]]:
+    """The study's readable trial records, and one line per damaged record file naming it."""
     rows = study_dir / ROWS_DIR
-    if not rows.is_dir():
-        return []
-    return [json.loads(p.read_text()) for p in sorted(rows.glob("*.json"))]
+    records, damaged = [], []
+    for path in sorted(rows.glob("*.json")) if rows.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            damaged.append(f"{path} is damaged ({_reason(exc)})")
+            continue
+        missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
+        if missing:
+            damaged.append(f"{path} is damaged (not a trial record: no {', '.join(missing)})")
+        else:
+            records.append(record)
+    return records, damaged
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def read_records(study_dir: Path, skip_damaged: bool = False) -> list[dict]:
+    """The study's trial records. A damaged record file is an error naming it, or with
+    ``skip_damaged`` is left out with one line on standard error."""
+    records, damaged = load_records(study_dir)
+    if damaged and not skip_damaged:
+        raise RayganError(
+            f"{damaged[0]}{f' (and {len(damaged) - 1} more)' if len(damaged) > 1 else ''}. Pass --skip-damaged to "
+            f"leave it out, or run the study again with --resume, which records a trial that ended again from "
+            f"its {TRIALS_DIR}/<key>/metrics.json"
+        )
+    for line in damaged:
+        print(f"raygan: skipped {line}", file=sys.stderr)
+    return records
 
 
 def _key_of(trial, kind: str) -> str:
@@ -399,7 +438,18 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
     study_dir = study_dir_for(options.storage, plan.study)
     manifest_path = study_dir / STUDY_FILE
     if manifest_path.exists():
-        saved = _read_json(manifest_path) or {}
+        saved, damage = read_manifest(manifest_path)
+        if damage is not None:
+            if not options.resume:
+                raise RayganError(f"{damage}; run the same command with --resume to write it again")
+            other = {r["study_hash"] for r in load_records(study_dir)[0]} - {plan.study_hash}
+            if other:
+                raise RayganError(
+                    f"--resume: {damage}, and the trial records under {study_dir / ROWS_DIR} belong to other trials "
+                    f"(hash {', '.join(sorted(other))}, now {plan.study_hash}); use the same profile and flags as the "
+                    f"interrupted run"
+                )
+            return study_dir  # prepare_study_dir writes it again
         if not options.resume:
             raise RayganError(
                 f"{study_dir} already holds a run of study {saved.get('study')} (profile {saved.get('profile')}); "
@@ -421,11 +471,23 @@ def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
     study_dir = check_study_dir(plan, options)
     manifest_path = study_dir / STUDY_FILE
     study_dir.mkdir(parents=True, exist_ok=True)
-    if not manifest_path.exists():
-        tmp = study_dir / f".{STUDY_FILE}.tmp"
-        tmp.write_text(json.dumps(plan.manifest(options), indent=1) + "\n")
-        tmp.replace(manifest_path)
+    damaged = manifest_path.exists() and read_manifest(manifest_path)[1] is not None
+    if not manifest_path.exists() or damaged:
+        write_text(manifest_path, json.dumps(plan.manifest(options), indent=1) + "\n")
+        if damaged:
+            print(f"raygan: {manifest_path} was damaged; written again from this command's study", file=sys.stderr)
     return study_dir
+
+
+def read_manifest(path: Path) -> tuple[dict, str | None]:
+    """study.json, or ({}, a line naming the file and what is wrong with it)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, f"{path} is damaged ({_reason(exc)})"
+    if not isinstance(manifest, dict) or "study" not in manifest or "study_hash" not in manifest:
+        return {}, f"{path} is damaged (not a study description: no study or study_hash)"
+    return manifest, None
 
 
 def _init_ray(address: str | None) -> None:
@@ -587,7 +649,8 @@ def _check_resources(options: RunOptions, available: dict) -> None:
 
 def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid) -> None:
     """Record any ended trial the callback did not (e.g. ended while a previous driver died)."""
-    have = {r["trial_key"] for r in read_records(study_dir)}
+    # A damaged record counts as missing: it is written again from the trial's metrics.json.
+    have = {r["trial_key"] for r in load_records(study_dir)[0]}
     for result in grid:
         config = result.config or {}
         metrics = result.metrics or {}
@@ -610,5 +673,5 @@ def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid) -> None:
             factors, cfg = {**setup["base"]["factors"], **sampled}, apply_sampled(setup["base"]["config"], sampled)
         status = "failed" if result.error is not None else "terminated"
         error = _error_message(study_dir / TRIALS_DIR / key, _Ended) if status == "failed" else None
-        write_record(study_dir, trial_record(study_dir, plan_info, key, _Ended.trial_id, status, error,
-                                             factors, cfg, metrics))
+        record = trial_record(study_dir, plan_info, key, _Ended.trial_id, status, error, factors, cfg, metrics)
+        write_record(study_dir, record)
