@@ -213,6 +213,7 @@ def best_trial(study_dir: Path) -> dict:
         "auroc_val": best["auroc_val"],
         "auroc": best["auroc"],
         "selected_epoch": best["selected_epoch"],
-        "checkpoint": str(run_dir / "checkpoints" / "selected.pt"),
+        # None where the study ran with --keep-checkpoints none
+        "checkpoint": str(run_dir / "checkpoints" / "selected.pt") if (run_dir / "checkpoints" / "selected.pt").exists() else None,
         "config": json.loads(config_path.read_text()) if config_path.exists() else None,
     }

@@ -63,6 +63,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                        help="retries of a trial whose process or node died, on any node, from its last checkpoint; "
                             "configuration errors and NaN losses are recorded as failed, not retried")
     where.add_argument("--search-seed", type=int, default=0, help="searches: the Optuna sampler's seed")
+    parser.add_argument("--keep-checkpoints", default="selected", choices=("selected", "all", "none"),
+                        help="what a finished trial keeps: selected (default: checkpoints/selected.pt, the detector; "
+                             "last.pt, only needed to resume, is deleted), all, or none (also selected.pt: no "
+                             "raygan score, no reconstruction figures). Unfinished trials keep theirs to resume")
 
 
 def make_plan(study: Study, args: argparse.Namespace) -> Plan:
@@ -93,6 +97,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         cpus_per_worker=args.cpus_per_worker,
         max_failures=args.max_failures,
         search_seed=args.search_seed,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 

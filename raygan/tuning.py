@@ -50,6 +50,10 @@ TRIALS_DIR = "trials"
 ROWS_DIR = "rows"
 ERROR_FILE = "error.txt"
 ATTEMPTS_FILE = "attempts.jsonl"
+# What a finished trial keeps of its checkpoints: last.pt (and a DDP trainer's own copy) only
+# serves to resume a trial, and a finished one is never trained again; selected.pt is the detector
+# (`raygan score`, `raygan study best`, the reconstruction figures).
+KEEP_CHECKPOINTS = ("selected", "all", "none")
 # Environment passed to trial processes on a cluster that the driver did not start.
 FORWARDED_ENV = ("RAYGAN_DATA", "RAYGAN_CACHE")
 
@@ -69,6 +73,7 @@ class RunOptions:
     max_failures: int = 0
     search_seed: int = 0
     grace_epochs: int = 1  # ASHA: epochs before a search trial may be stopped
+    keep_checkpoints: str = "selected"  # of a finished trial: selected | all | none (KEEP_CHECKPOINTS)
 
     def check(self) -> None:
         if self.cpus_per_trial <= 0:
@@ -81,6 +86,9 @@ class RunOptions:
             raise ConfigError(f"--max-concurrent must be >= 1; got {self.max_concurrent}")
         if self.cpus_per_worker <= 0:
             raise ConfigError(f"--cpus-per-worker must be > 0; got {self.cpus_per_worker}")
+        if self.keep_checkpoints not in KEEP_CHECKPOINTS:
+            raise ConfigError(f"--keep-checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}; "
+                              f"got {self.keep_checkpoints!r}")
 
 
 @dataclass(frozen=True)
@@ -371,6 +379,33 @@ def read_records(study_dir: Path, skip_damaged: bool = False) -> list[dict]:
     return records
 
 
+def prune_checkpoints(run_dir: Path, keep: str) -> int:
+    """Delete what a finished trial's ``keep`` policy drops; return the bytes freed. Only call it once
+    the trial's record says finished: resuming an unfinished trial needs its last.pt."""
+    import shutil
+
+    from raygan.checkpoints import LAST, SELECTED
+    from raygan.ray_train import RAY_DIR
+
+    if keep == "all":
+        return 0
+    doomed = [run_dir / "checkpoints" / LAST, *(run_dir / RAY_DIR).glob("*/checkpoint_*")]
+    if keep == "none":
+        doomed.append(run_dir / "checkpoints" / SELECTED)
+    freed = 0
+    for path in doomed:
+        try:
+            if path.is_dir():
+                freed += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                shutil.rmtree(path)
+            elif path.exists():
+                freed += path.stat().st_size
+                path.unlink()
+        except OSError as exc:  # disk use, not correctness: say so and go on
+            print(f"raygan: could not delete {path}: {exc.strerror or exc}", file=sys.stderr)
+    return freed
+
+
 def _key_of(trial, kind: str) -> str:
     if kind == "grid":
         return trial.config["trial"]
@@ -385,7 +420,7 @@ def _factors_of(trial, setup: dict) -> tuple[dict, dict]:
     return {**setup["base"]["factors"], **sampled}, apply_sampled(setup["base"]["config"], sampled)
 
 
-def _recorder(study_dir: Path, plan_info: dict, setup: dict):
+def _recorder(study_dir: Path, plan_info: dict, setup: dict, keep_checkpoints: str = "selected"):
     from ray.tune import Callback
 
     class Recorder(Callback):
@@ -404,6 +439,8 @@ def _recorder(study_dir: Path, plan_info: dict, setup: dict):
             record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
                                   trial.last_result)
             write_record(study_dir, record)
+            if record["status"] == "finished":
+                prune_checkpoints(study_dir / TRIALS_DIR / key, keep_checkpoints)
             self.ended += 1
             metrics = record["metrics"]
             detail = (f"error: {record['error']}" if record["status"] == "failed" else
@@ -572,7 +609,8 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     run_config = tune.RunConfig(
         name=TUNE_DIR,
         storage_path=str(study_dir),
-        callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), _recorder(study_dir, plan_info, setup)],
+        callbacks=[CSVLoggerCallback(), JsonLoggerCallback(),
+                   _recorder(study_dir, plan_info, setup, options.keep_checkpoints)],
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         verbose=0,  # one line per ended trial instead (Recorder)
     )
@@ -582,7 +620,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     else:
         tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options), run_config=run_config)
     grid = tuner.fit()
-    _sweep(study_dir, plan_info, setup, grid)
+    _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
     return study_dir
 
 
@@ -647,7 +685,7 @@ def _check_resources(options: RunOptions, available: dict) -> None:
         raise ConfigError(f"--gpus-per-trial {options.gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs")
 
 
-def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid) -> None:
+def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid, keep_checkpoints: str = "selected") -> None:
     """Record any ended trial the callback did not (e.g. ended while a previous driver died)."""
     # A damaged record counts as missing: it is written again from the trial's metrics.json.
     have = {r["trial_key"] for r in load_records(study_dir)[0]}
@@ -675,3 +713,5 @@ def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid) -> None:
         error = _error_message(study_dir / TRIALS_DIR / key, _Ended) if status == "failed" else None
         record = trial_record(study_dir, plan_info, key, _Ended.trial_id, status, error, factors, cfg, metrics)
         write_record(study_dir, record)
+        if record["status"] == "finished":
+            prune_checkpoints(study_dir / TRIALS_DIR / key, keep_checkpoints)
