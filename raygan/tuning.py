@@ -28,6 +28,7 @@ with its message, and is not retried. Each attempt is logged in ``trials/<key>/a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -162,6 +163,15 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         )
     out_dir = study_dir / TRIALS_DIR / key
     done = _read_json(study_dir / ROWS_DIR / f"{key}.json")
+    if done is None or done.get("status") != "finished":
+        # No readable record, yet every epoch trained and last.pt deleted by --keep-checkpoints:
+        # it finished (its record was damaged); training it again would start from scratch.
+        metrics = _read_json(out_dir / "metrics.json")
+        from raygan.checkpoints import LAST
+
+        if (metrics and metrics.get("history") and not (out_dir / "checkpoints" / LAST).exists()
+                and metrics.get("epochs") == RunConfig.from_dict(config).train.epochs):
+            done = {"status": "finished", "history": metrics["history"], "metrics": metrics}
     if done is not None and done["status"] == "finished" and done["history"]:
         # Recorded as finished before the driver died (Tune's state may predate that): report
         # its end state once, train nothing.
@@ -420,48 +430,100 @@ def _factors_of(trial, setup: dict) -> tuple[dict, dict]:
     return {**setup["base"]["factors"], **sampled}, apply_sampled(setup["base"]["config"], sampled)
 
 
-def _recorder(study_dir: Path, plan_info: dict, setup: dict, keep_checkpoints: str = "selected"):
+# Settings of the driver running now. Tuner.restore brings back the Recorder pickled when the
+# study started (Tune has no way to pass new callbacks), so what may differ between the first run
+# and --resume is read from here, live, not from the pickled object.
+_DRIVER: dict = {"keep_checkpoints": "selected"}
+
+
+class _RecorderState:
+    """The Recorder's work and state (module level, so an unpickled Recorder uses today's code)."""
+
+    def __init__(self, study_dir: Path, plan_info: dict, setup: dict) -> None:
+        from raygan.progress import StatusLine
+
+        self.study_dir, self.plan_info, self.setup = study_dir, plan_info, setup
+        records = load_records(study_dir)[0]
+        # Counted from what is recorded (a damaged record too: its trial ended), so a resumed study
+        # counts on from its finished trials.
+        self.ended = {p.stem for p in (study_dir / ROWS_DIR).glob("*.json")}
+        self.failed = {r["trial_key"] for r in records if r["status"] == "failed"}
+        self.status = StatusLine(plan_info.get("trials"))
+
+    def write(self, trial, status: str) -> None:
+        study_dir, setup, plan_info = self.study_dir, self.setup, self.plan_info
+        key = _key_of(trial, setup["kind"])
+        existing = _read_json(study_dir / ROWS_DIR / f"{key}.json")
+        if existing is not None and existing["status"] == "finished":
+            return  # a restored driver saw it end again; the first record stands
+        factors, config = _factors_of(trial, setup)
+        error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
+        record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
+                              trial.last_result)
+        write_record(study_dir, record)
+        if record["status"] == "finished":
+            prune_checkpoints(study_dir / TRIALS_DIR / key, _DRIVER["keep_checkpoints"])
+        if existing is None and key in self.ended:  # counted already: its record file was damaged
+            self.status.print(f"{key} {record['status']}: recorded again (its record was damaged)")
+            return
+        self.ended.add(key)
+        (self.failed.add if record["status"] == "failed" else self.failed.discard)(key)
+        self.status.ended_here += 1
+        metrics = record["metrics"]
+        detail = (f"error: {record['error']}" if record["status"] == "failed" else
+                  f"test AUROC {metrics.get('auroc', float('nan')):.4f} (validation {metrics.get('auroc_val', float('nan')):.4f}, "
+                  f"epoch {metrics.get('selected_epoch')} of {metrics.get('epochs')})")
+        total = f"/{plan_info['trials']}" if plan_info.get("trials") else ""
+        self.status.print(f"[{len(self.ended)}{total}] {key} {record['status']}: {detail}")
+
+    def step(self, iteration: int, trials) -> None:
+        running = []
+        for trial in trials:
+            if trial.status != "RUNNING" or _key_of(trial, self.setup["kind"]) in self.ended:
+                continue
+            epochs = _factors_of(trial, self.setup)[1].get("train", {}).get("epochs") or self.plan_info.get("epochs")
+            running.append(((trial.last_result or {}).get("epochs_done", 0), epochs or 0))
+        finished = len(self.ended) - len(self.failed)
+        self.status.update(self.status.text(finished, len(self.failed), running), force=iteration <= 1)
+
+    def recover(self, trial) -> None:
+        key = _key_of(trial, self.setup["kind"])
+        error = _error_message(self.study_dir / TRIALS_DIR / key, trial) or "its process or node died"
+        last = trial.last_result or {}
+        where = f"{last['hostname']} (node {str(last.get('node_id'))[:8]})" if last.get("hostname") else "its node"
+        self.status.print(f"{key} failed on {where}: {error}; retry {trial.run_metadata.num_failures} of "
+                          f"{trial.max_failures}, from its last checkpoint")
+
+
+def _recorder(study_dir: Path, plan_info: dict, setup: dict):
     from ray.tune import Callback
 
     class Recorder(Callback):
-        """Writes a trial's record the moment it ends, so a killed driver loses nothing, and prints
-        one line about it."""
+        """Writes a trial's record the moment it ends, so a killed driver loses nothing, prints one
+        line about it, and keeps the study's status line (raygan.progress) up to date."""
 
-        ended = 0
+        state: _RecorderState | None = None
 
-        def _write(self, trial, status: str) -> None:
-            key = _key_of(trial, setup["kind"])
-            existing = _read_json(study_dir / ROWS_DIR / f"{key}.json")
-            if existing is not None and existing["status"] == "finished":
-                return  # a restored driver saw it end again; the first record stands
-            factors, config = _factors_of(trial, setup)
-            error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
-            record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
-                                  trial.last_result)
-            write_record(study_dir, record)
-            if record["status"] == "finished":
-                prune_checkpoints(study_dir / TRIALS_DIR / key, keep_checkpoints)
-            self.ended += 1
-            metrics = record["metrics"]
-            detail = (f"error: {record['error']}" if record["status"] == "failed" else
-                      f"test AUROC {metrics.get('auroc', float('nan')):.4f} (validation {metrics.get('auroc_val', float('nan')):.4f}, "
-                      f"epoch {metrics.get('selected_epoch')} of {metrics.get('epochs')})")
-            total = f"/{plan_info['trials']}" if plan_info.get("trials") else ""
-            print(f"[{self.ended}{total}] {key} {record['status']}: {detail}", file=sys.stderr, flush=True)
+        def __getstate__(self):
+            return {}  # pickled into tuner.pkl at the start; the state is rebuilt by setup()
+
+        def setup(self, **info):
+            self.state = _RecorderState(study_dir, plan_info, setup)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._write(trial, "terminated")
+            self.state.write(trial, "terminated")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._write(trial, "failed")
+            self.state.write(trial, "failed")
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            key = _key_of(trial, setup["kind"])
-            error = _error_message(study_dir / TRIALS_DIR / key, trial) or "its process or node died"
-            last = trial.last_result or {}
-            where = f"{last['hostname']} (node {str(last.get('node_id'))[:8]})" if last.get("hostname") else "its node"
-            print(f"{key} failed on {where}: {error}; retry {trial.run_metadata.num_failures} of "
-                  f"{trial.max_failures}, from its last checkpoint", file=sys.stderr, flush=True)
+            self.state.recover(trial)
+
+        def on_step_end(self, iteration, trials, **info):
+            self.state.step(iteration, trials)
+
+        def on_experiment_end(self, trials, **info):
+            self.state.status.close()
 
     return Recorder()
 
@@ -534,19 +596,46 @@ def _init_ray(address: str | None) -> None:
         return
     _check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    local = address in (None, "local") and not os.environ.get("RAY_ADDRESS")
+    if local:
+        print("raygan: starting a local Ray (it stops with this study)", file=sys.stderr, flush=True)
     try:
-        ray.init(
-            address=address,
-            runtime_env={"env_vars": env} if env else None,
-            log_to_driver=True,
-            configure_logging=False,
-        )
+        with _quiet_ray_start(local):
+            context = ray.init(
+                address=address,
+                runtime_env={"env_vars": env} if env else None,
+                log_to_driver=True,
+                configure_logging=False,
+            )
     except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayganError(
             f"cannot join the Ray cluster at --address {address}: {first} (with token authentication, set "
             f"RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token)"
         ) from None
+    if local:
+        from raygan.reaper import start_reaper
+
+        start_reaper()  # its agents would outlive a killed driver (raygan.reaper says why)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
+        print(f"raygan: local Ray up ({cpus:g} CPUs{dashboard})", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_ray_start(local: bool):
+    """Ray's start-up warnings (token authentication on by default, ...) are for cluster operators;
+    a study that starts its own Ray says in one line what it started."""
+    import logging
+
+    logger = logging.getLogger("ray")
+    level = logger.level
+    if local:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -588,7 +677,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
 
     _check_resources(options, ray.cluster_resources())
     plan_info = {"study": plan.study.name, "study_hash": plan.study_hash, "profile": plan.profile,
-                 "trials": len(plan.trials) if plan.trials else plan.samples}
+                 "trials": len(plan.trials) if plan.trials else plan.samples, "epochs": plan.epochs}
     setup = {
         "kind": "search" if plan.study.is_search else "grid",
         "study_dir": str(study_dir),
@@ -609,19 +698,82 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     run_config = tune.RunConfig(
         name=TUNE_DIR,
         storage_path=str(study_dir),
-        callbacks=[CSVLoggerCallback(), JsonLoggerCallback(),
-                   _recorder(study_dir, plan_info, setup, options.keep_checkpoints)],
+        callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), _recorder(study_dir, plan_info, setup)],
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         verbose=0,  # one line per ended trial instead (Recorder)
     )
+    _DRIVER["keep_checkpoints"] = options.keep_checkpoints
+    print(resume_summary(study_dir, plan) if options.resume else
+          f"study {plan.study.name}, profile {plan.profile}: {plan_info['trials']} trials into {study_dir}",
+          file=sys.stderr, flush=True)
     tune_path = study_dir / TUNE_DIR
-    if options.resume and tune.Tuner.can_restore(str(tune_path)):
-        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
-    else:
-        tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options), run_config=run_config)
-    grid = tuner.fit()
+    with _quiet_missing_trial_results():
+        if options.resume and tune.Tuner.can_restore(str(tune_path)):
+            tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options), run_config=run_config)
+        grid = tuner.fit()
     _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
     return study_dir
+
+
+def resume_summary(study_dir: Path, plan: Plan) -> str:
+    """What --resume found: trials finished (kept), continuing from a checkpoint, starting afresh."""
+    from raygan.ray_train import RAY_DIR
+
+    records = {r["trial_key"]: r for r in load_records(study_dir)[0]}
+    trials_dir = study_dir / TRIALS_DIR
+    keys = set(records) | ({d.name for d in trials_dir.iterdir()} if trials_dir.is_dir() else set())
+    total = len(plan.trials) if plan.trials else plan.samples
+    finished, failed, continuing = 0, 0, []  # continuing: epochs done of each
+    setup_epochs = {t.key: t.config["train"]["epochs"] for t in plan.trials}
+    for key in sorted(keys):
+        status = records.get(key, {}).get("status")
+        run_dir = trials_dir / key
+        planned = setup_epochs.get(key, plan.epochs)
+        if status in ("finished", "stopped") or (status is None and _epochs_done(run_dir) == planned):
+            finished += 1  # or ended with its record damaged: the sweep after the run records it again
+        elif (run_dir / "checkpoints" / "last.pt").exists() or any((run_dir / RAY_DIR).glob("*/checkpoint_*")):
+            continuing.append(_epochs_done(run_dir))
+        elif status == "failed":
+            failed += 1
+    fresh = max(0, total - finished - failed - len(continuing))
+    parts = [f"{finished} finished (kept, not trained again)"]
+    if failed:
+        parts.append(f"{failed} failed (recorded; one whose process died is tried again)")
+    epochs = ", ".join(f"{e}/{plan.epochs}" for e in continuing[:6]) + (", …" if len(continuing) > 6 else "")
+    parts.append(f"{len(continuing)} continue{'s' if len(continuing) == 1 else ''} from a checkpoint"
+                 + (f" (epochs done: {epochs})" if continuing else ""))
+    parts.append(f"{fresh} start{'s' if fresh == 1 else ''} fresh")
+    return f"resuming study {plan.study.name}, profile {plan.profile}, {total} trials: " + ", ".join(parts)
+
+
+def _epochs_done(run_dir: Path) -> int:
+    return (_read_json(run_dir / "metrics.json") or {}).get("epochs", 0)
+
+
+class _MissingTrialResults:
+    """A logging filter for Tune's "Failed to fetch metrics for N trial(s) ... result.json and
+    progress.csv were not found": Tune's ExperimentAnalysis reads every trial's result files when a
+    Tuner is restored or finishes, and a trial that had not reported an epoch yet (interrupted,
+    waiting, or a configuration error before its first epoch) has none. raygan's results come
+    from rows/, never from those files, so the warning only alarms."""
+
+    def filter(self, record) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
+@contextlib.contextmanager
+def _quiet_missing_trial_results():
+    import logging
+
+    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    only = _MissingTrialResults()
+    logger.addFilter(only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only)
 
 
 def _tuner_arguments(plan: Plan, options: RunOptions) -> dict:
