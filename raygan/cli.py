@@ -284,7 +284,7 @@ def _cmd_study_export(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from raygan.report import report
 
-    sys.stdout.write(report(Path(args.study_dir), args.format, same_score=args.same_score))
+    sys.stdout.write(report(Path(args.study_dir), args.format, args.skip_damaged, same_score=args.same_score))
     if args.figures:
         from raygan.report import figures
 
@@ -409,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also the table of every method scored by one score, ‖x − G(x)‖₂, from each trial's "
                              "selected checkpoint (kept in <study dir>/same_score.json, so it also works once the "
                              "checkpoints are gone)")
+    report.add_argument("--skip-damaged", action="store_true",
+                        help="leave out trial records (rows/<key>.json) that cannot be read, naming each, "
+                             "instead of stopping at the first")
     report.set_defaults(handler=_cmd_report)
     return parser
 

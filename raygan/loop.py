@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from raygan.atomic import write_text
 from raygan.checkpoints import LAST, SELECTED, load_checkpoint, save_checkpoint
 from raygan.config import RunConfig
 from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
@@ -128,7 +129,7 @@ def train(
     writer = None
     if out_dir is not None and is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         from raygan.tensorboard import RunWriter
 
         writer = RunWriter(out_dir / "tensorboard", hparams or cfg.to_dict(), purge_step=state.global_step or None)

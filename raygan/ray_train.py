@@ -145,6 +145,9 @@ def train_with_ray(
     if not ray.is_initialized():
         # Workers print nothing useful to stdout; keeping it off the driver keeps the JSON line last.
         ray.init(address=address, log_to_driver=False, configure_logging=False)
+        from raygan.reaper import start_reaper
+
+        start_reaper()  # a local Ray's agents would outlive a killed driver (raygan.reaper says why)
     available = ray.cluster_resources().get("CPU", 0)
     if workers * cpus_per_worker > available:
         raise ConfigError(

@@ -395,19 +395,19 @@ def write_best_config(study_dir: Path, info: dict, rows: list[dict]) -> Path | N
     return path
 
 
-def report(study_dir: Path, fmt: str = "markdown", same_score: bool = False) -> str:
+def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, same_score: bool = False) -> str:
     """The paper-layout table, then the verdict per paper cell; ``same_score`` adds the table of
     every method scored by ‖x − G(x)‖₂ (see raygan.same_score)."""
     if fmt not in FORMATS:
         raise RayganError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    info, rows = read_results(study_dir)
+    info, rows = read_results(study_dir, skip_damaged)
     if info.get("kind") == "search":
         return search_table(info, rows, fmt, study_dir)
     study = _study(info["study"])
     header, body, notes = grid_table(info, rows, study)
     parts = [render_grid(header, body, notes, fmt)]
     entries = verdict_rows(info, rows, study)
-    if entries:
+    if any(e["paper"] is not None for e in entries):  # digits and other sets without paper numbers: none
         parts.append(render_verdicts(entries, info.get("rows") or ["dataset"], fmt))
     if same_score:
         from raygan.same_score import with_same_score
@@ -442,6 +442,7 @@ def best_trial(study_dir: Path) -> dict:
         "auroc_val": best["auroc_val"],
         "auroc": best["auroc"],
         "selected_epoch": best["selected_epoch"],
-        "checkpoint": str(run_dir / "checkpoints" / "selected.pt"),
+        # None where the study ran with --keep-checkpoints none
+        "checkpoint": str(run_dir / "checkpoints" / "selected.pt") if (run_dir / "checkpoints" / "selected.pt").exists() else None,
         "config": json.loads(config_path.read_text()) if config_path.exists() else None,
     }

@@ -14,14 +14,16 @@ import functools
 import json
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raygan.atomic import atomic_path
 from raygan.errors import RayganError
-from raygan.tuning import STUDY_FILE, read_records
+from raygan.tuning import ROWS_DIR, STUDY_FILE, read_manifest, read_records
 
 RESULTS_FILE = "results.parquet"
 CURVES_FILE = "curves.parquet"
@@ -118,9 +120,9 @@ def _table(rows: list[dict]) -> pa.Table:
     return pa.table(arrays)
 
 
-def write_results(study_dir: Path) -> tuple[Path, int]:
+def write_results(study_dir: Path, skip_damaged: bool = False) -> tuple[Path, int]:
     """(Re)write results.parquet and curves.parquet from the study's trial records."""
-    records = read_records(study_dir)
+    records = read_records(study_dir, skip_damaged)
     if not records:
         raise RayganError(f"{study_dir} has no finished trials yet (no records under {study_dir / 'rows'})")
     rows = [result_row(r) for r in records]
@@ -129,20 +131,18 @@ def write_results(study_dir: Path) -> tuple[Path, int]:
         for h in r.get("history") or []:
             curves.append({"study": r["study"], "trial_key": r["trial_key"], "status": r["status"],
                            **{k: v for k, v in h.items() if isinstance(v, (int, float, str, bool)) or v is None}})
-    pq.write_table(_table(rows), _tmp(study_dir / RESULTS_FILE))
-    _tmp(study_dir / RESULTS_FILE).replace(study_dir / RESULTS_FILE)
+    with atomic_path(study_dir / RESULTS_FILE) as tmp:
+        pq.write_table(_table(rows), tmp)
     if curves:
-        pq.write_table(_table(curves), _tmp(study_dir / CURVES_FILE))
-        _tmp(study_dir / CURVES_FILE).replace(study_dir / CURVES_FILE)
+        with atomic_path(study_dir / CURVES_FILE) as tmp:
+            pq.write_table(_table(curves), tmp)
     return study_dir / RESULTS_FILE, len(rows)
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def read_results(study_dir: Path) -> tuple[dict, list[dict]]:
-    """The study manifest and its result rows (as dicts); a clear error for a wrong directory."""
+def read_results(study_dir: Path, skip_damaged: bool = False) -> tuple[dict, list[dict]]:
+    """The study manifest and its result rows (as dicts); a clear error for a wrong directory or a
+    damaged file. The Parquet files are derived from ``rows/``: missing, stale or unreadable ones
+    are written again from the records."""
     study_dir = Path(study_dir).expanduser()
     manifest = study_dir / STUDY_FILE
     if not manifest.exists():
@@ -150,19 +150,39 @@ def read_results(study_dir: Path) -> tuple[dict, list[dict]]:
             f"{study_dir} is not a study directory (no {STUDY_FILE}); pass the directory a study run "
             f"printed, e.g. ~/raygan-studies/bn_ablation"
         )
-    info = json.loads(manifest.read_text())
+    info, damage = read_manifest(manifest)
+    if damage is not None:
+        raise RayganError(f"{damage}; run the study again with the same flags and --resume to write it again")
     path = study_dir / RESULTS_FILE
-    if not path.exists() or _stale(study_dir, path):
-        write_results(study_dir)
+    if skip_damaged or not path.exists() or _stale(study_dir, path):
+        write_results(study_dir, skip_damaged)
+        return info, pq.read_table(path).to_pylist()
+    for name in (RESULTS_FILE, CURVES_FILE):  # the figures read curves.parquet
+        try:
+            if (study_dir / name).exists():
+                pq.read_table(study_dir / name)
+        except (pa.ArrowException, OSError) as exc:
+            print(f"raygan: {study_dir / name} is unreadable ({_first_line(exc)}); writing the Parquet files "
+                  f"again from {study_dir / ROWS_DIR}", file=sys.stderr)
+            write_results(study_dir)
+            break
     return info, pq.read_table(path).to_pylist()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _stale(study_dir: Path, path: Path) -> bool:
     """Whether rows/ holds records the Parquet file does not: compared by trial and record time,
     not by file times, which a git checkout or a copy resets."""
-    rows = study_dir / "rows"
+    rows = study_dir / ROWS_DIR
     if not rows.is_dir():
         return False
     recorded = {(r["trial_key"], r.get("recorded_at")) for r in read_records(study_dir)}
-    table = pq.read_table(path, columns=["trial_key", "recorded_at"]).to_pylist()
-    return recorded != {(r["trial_key"], r["recorded_at"]) for r in table}
+    try:
+        table = pq.read_table(path, columns=["trial_key", "recorded_at"]).to_pylist()
+    except (pa.ArrowException, OSError):
+        return False  # unreadable: read_results says so and writes it again
+    return recorded != {(r["trial_key"], r.get("recorded_at")) for r in table}

@@ -68,6 +68,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                        help="searches: the Optuna storage (SQLAlchemy URL, e.g. postgresql://user:pw@head:5432/optuna); "
                             "default: sqlite:///<study dir>/optuna.db (SQLite serves this one driver; use a server when "
                             "several drivers share a database)")
+    parser.add_argument("--keep-checkpoints", default="selected", choices=("selected", "all", "none"),
+                        help="what a finished trial keeps: selected (default: checkpoints/selected.pt, the detector; "
+                             "last.pt, only needed to resume, is deleted), all, or none (also selected.pt: no "
+                             "raygan score, no reconstruction figures). Unfinished trials keep theirs to resume")
 
 
 def make_plan(study: Study, args: argparse.Namespace) -> Plan:
@@ -99,6 +103,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         max_failures=args.max_failures,
         search_seed=args.search_seed,
         optuna_storage=args.optuna_storage,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 

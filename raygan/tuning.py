@@ -28,6 +28,7 @@ with its message, and is not retried. Each attempt is logged in ``trials/<key>/a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from raygan.atomic import write_text
 from raygan.config import RunConfig
 from raygan.errors import ConfigError, RayganError
 from raygan.study import SEARCH_METRIC, Study, Trial, apply_sampled
@@ -49,6 +51,10 @@ TRIALS_DIR = "trials"
 ROWS_DIR = "rows"
 ERROR_FILE = "error.txt"
 ATTEMPTS_FILE = "attempts.jsonl"
+# What a finished trial keeps of its checkpoints: last.pt (and a DDP trainer's own copy) only
+# serves to resume a trial, and a finished one is never trained again; selected.pt is the detector
+# (`raygan score`, `raygan study best`, the reconstruction figures).
+KEEP_CHECKPOINTS = ("selected", "all", "none")
 # Environment passed to trial processes on a cluster that the driver did not start.
 FORWARDED_ENV = ("RAYGAN_DATA", "RAYGAN_CACHE")
 
@@ -69,6 +75,7 @@ class RunOptions:
     search_seed: int = 0
     grace_epochs: int = 1  # ASHA: epochs before a search trial may be stopped
     optuna_storage: str | None = None  # searches: an Optuna storage URL; None: <study dir>/optuna.db
+    keep_checkpoints: str = "selected"  # of a finished trial: selected | all | none (KEEP_CHECKPOINTS)
 
     def check(self) -> None:
         if self.cpus_per_trial <= 0:
@@ -81,6 +88,9 @@ class RunOptions:
             raise ConfigError(f"--max-concurrent must be >= 1; got {self.max_concurrent}")
         if self.cpus_per_worker <= 0:
             raise ConfigError(f"--cpus-per-worker must be > 0; got {self.cpus_per_worker}")
+        if self.keep_checkpoints not in KEEP_CHECKPOINTS:
+            raise ConfigError(f"--keep-checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}; "
+                              f"got {self.keep_checkpoints!r}")
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,15 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         )
     out_dir = study_dir / TRIALS_DIR / key
     done = _read_json(study_dir / ROWS_DIR / f"{key}.json")
+    if done is None or done.get("status") != "finished":
+        # No readable record, yet every epoch trained and last.pt deleted by --keep-checkpoints:
+        # it finished (its record was damaged); training it again would start from scratch.
+        metrics = _read_json(out_dir / "metrics.json")
+        from raygan.checkpoints import LAST
+
+        if (metrics and metrics.get("history") and not (out_dir / "checkpoints" / LAST).exists()
+                and metrics.get("epochs") == RunConfig.from_dict(config).train.epochs):
+            done = {"status": "finished", "history": metrics["history"], "metrics": metrics}
     if done is not None and done["status"] == "finished" and done["history"]:
         # Recorded as finished before the driver died (Tune's state may predate that): report
         # its end state once, train nothing.
@@ -194,7 +213,7 @@ def run_trial(tune_config: dict, setup: dict) -> None:
             tune.report({**_numbers(last), **_summary(result), "epochs_done": last["epoch"] + 1, **identity})
     except Exception as exc:
         message = str(exc) if isinstance(exc, RayganError) else f"{type(exc).__name__}: {exc}"
-        (out_dir / ERROR_FILE).write_text(message + "\n\n" + traceback.format_exc())
+        write_text(out_dir / ERROR_FILE, message + "\n\n" + traceback.format_exc())
         if _is_deterministic(exc):
             # Ending normally keeps Tune from retrying it (FailureConfig retries every raised
             # error); the recorder reads error.txt and records the trial as failed.
@@ -229,7 +248,13 @@ def read_attempts(run_dir: Path) -> list[dict]:
     path = run_dir / ATTEMPTS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    attempts = []
+    for line in path.read_text().splitlines():
+        try:
+            attempts.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short when its process died mid-append; the others stand
+    return attempts
 
 
 def _run_ddp(cfg: RunConfig, out_dir: Path, setup: dict, factors: dict, identity: dict) -> None:
@@ -313,11 +338,7 @@ def _error_message(run_dir: Path, trial) -> str | None:
 
 
 def write_record(study_dir: Path, record: dict) -> None:
-    rows = study_dir / ROWS_DIR
-    rows.mkdir(parents=True, exist_ok=True)
-    tmp = rows / f".{record['trial_key']}.json.tmp"
-    tmp.write_text(json.dumps(record, default=_json_default) + "\n")
-    tmp.replace(rows / f"{record['trial_key']}.json")
+    write_text(study_dir / ROWS_DIR / f"{record['trial_key']}.json", json.dumps(record, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -326,11 +347,74 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def read_records(study_dir: Path) -> list[dict]:
+# What every record has (trial_record writes them all); a file without them is damaged.
+RECORD_KEYS = ("study", "study_hash", "trial_key", "status", "factors", "config")
+
+
+def load_records(study_dir: Path) -> tuple[list[dict], list[str]]:
+    """The study's readable trial records, and one line per damaged record file naming it."""
     rows = study_dir / ROWS_DIR
-    if not rows.is_dir():
-        return []
-    return [json.loads(p.read_text()) for p in sorted(rows.glob("*.json"))]
+    records, damaged = [], []
+    for path in sorted(rows.glob("*.json")) if rows.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            damaged.append(f"{path} is damaged ({_reason(exc)})")
+            continue
+        missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
+        if missing:
+            damaged.append(f"{path} is damaged (not a trial record: no {', '.join(missing)})")
+        else:
+            records.append(record)
+    return records, damaged
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def read_records(study_dir: Path, skip_damaged: bool = False) -> list[dict]:
+    """The study's trial records. A damaged record file is an error naming it, or with
+    ``skip_damaged`` is left out with one line on standard error."""
+    records, damaged = load_records(study_dir)
+    if damaged and not skip_damaged:
+        raise RayganError(
+            f"{damaged[0]}{f' (and {len(damaged) - 1} more)' if len(damaged) > 1 else ''}. Pass --skip-damaged to "
+            f"leave it out, or run the study again with --resume, which records a trial that ended again from "
+            f"its {TRIALS_DIR}/<key>/metrics.json"
+        )
+    for line in damaged:
+        print(f"raygan: skipped {line}", file=sys.stderr)
+    return records
+
+
+def prune_checkpoints(run_dir: Path, keep: str) -> int:
+    """Delete what a finished trial's ``keep`` policy drops; return the bytes freed. Only call it once
+    the trial's record says finished: resuming an unfinished trial needs its last.pt."""
+    import shutil
+
+    from raygan.checkpoints import LAST, SELECTED
+    from raygan.ray_train import RAY_DIR
+
+    if keep == "all":
+        return 0
+    doomed = [run_dir / "checkpoints" / LAST, *(run_dir / RAY_DIR).glob("*/checkpoint_*")]
+    if keep == "none":
+        doomed.append(run_dir / "checkpoints" / SELECTED)
+    freed = 0
+    for path in doomed:
+        try:
+            if path.is_dir():
+                freed += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                shutil.rmtree(path)
+            elif path.exists():
+                freed += path.stat().st_size
+                path.unlink()
+        except OSError as exc:  # disk use, not correctness: say so and go on
+            print(f"raygan: could not delete {path}: {exc.strerror or exc}", file=sys.stderr)
+    return freed
 
 
 def _key_of(trial, kind: str) -> str:
@@ -347,46 +431,100 @@ def _factors_of(trial, setup: dict) -> tuple[dict, dict]:
     return {**setup["base"]["factors"], **sampled}, apply_sampled(setup["base"]["config"], sampled)
 
 
+# Settings of the driver running now. Tuner.restore brings back the Recorder pickled when the
+# study started (Tune has no way to pass new callbacks), so what may differ between the first run
+# and --resume is read from here, live, not from the pickled object.
+_DRIVER: dict = {"keep_checkpoints": "selected"}
+
+
+class _RecorderState:
+    """The Recorder's work and state (module level, so an unpickled Recorder uses today's code)."""
+
+    def __init__(self, study_dir: Path, plan_info: dict, setup: dict) -> None:
+        from raygan.progress import StatusLine
+
+        self.study_dir, self.plan_info, self.setup = study_dir, plan_info, setup
+        records = load_records(study_dir)[0]
+        # Counted from what is recorded (a damaged record too: its trial ended), so a resumed study
+        # counts on from its finished trials.
+        self.ended = {p.stem for p in (study_dir / ROWS_DIR).glob("*.json")}
+        self.failed = {r["trial_key"] for r in records if r["status"] == "failed"}
+        self.status = StatusLine(plan_info.get("trials"))
+
+    def write(self, trial, status: str) -> None:
+        study_dir, setup, plan_info = self.study_dir, self.setup, self.plan_info
+        key = _key_of(trial, setup["kind"])
+        existing = _read_json(study_dir / ROWS_DIR / f"{key}.json")
+        if existing is not None and existing["status"] == "finished":
+            return  # a restored driver saw it end again; the first record stands
+        factors, config = _factors_of(trial, setup)
+        error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
+        record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
+                              trial.last_result)
+        write_record(study_dir, record)
+        if record["status"] == "finished":
+            prune_checkpoints(study_dir / TRIALS_DIR / key, _DRIVER["keep_checkpoints"])
+        if existing is None and key in self.ended:  # counted already: its record file was damaged
+            self.status.print(f"{key} {record['status']}: recorded again (its record was damaged)")
+            return
+        self.ended.add(key)
+        (self.failed.add if record["status"] == "failed" else self.failed.discard)(key)
+        self.status.ended_here += 1
+        metrics = record["metrics"]
+        detail = (f"error: {record['error']}" if record["status"] == "failed" else
+                  f"test AUROC {metrics.get('auroc', float('nan')):.4f} (validation {metrics.get('auroc_val', float('nan')):.4f}, "
+                  f"epoch {metrics.get('selected_epoch')} of {metrics.get('epochs')})")
+        total = f"/{plan_info['trials']}" if plan_info.get("trials") else ""
+        self.status.print(f"[{len(self.ended)}{total}] {key} {record['status']}: {detail}")
+
+    def step(self, iteration: int, trials) -> None:
+        running = []
+        for trial in trials:
+            if trial.status != "RUNNING" or _key_of(trial, self.setup["kind"]) in self.ended:
+                continue
+            epochs = _factors_of(trial, self.setup)[1].get("train", {}).get("epochs") or self.plan_info.get("epochs")
+            running.append(((trial.last_result or {}).get("epochs_done", 0), epochs or 0))
+        finished = len(self.ended) - len(self.failed)
+        self.status.update(self.status.text(finished, len(self.failed), running), force=iteration <= 1)
+
+    def recover(self, trial) -> None:
+        key = _key_of(trial, self.setup["kind"])
+        error = _error_message(self.study_dir / TRIALS_DIR / key, trial) or "its process or node died"
+        last = trial.last_result or {}
+        where = f"{last['hostname']} (node {str(last.get('node_id'))[:8]})" if last.get("hostname") else "its node"
+        self.status.print(f"{key} failed on {where}: {error}; retry {trial.run_metadata.num_failures} of "
+                          f"{trial.max_failures}, from its last checkpoint")
+
+
 def _recorder(study_dir: Path, plan_info: dict, setup: dict):
     from ray.tune import Callback
 
     class Recorder(Callback):
-        """Writes a trial's record the moment it ends, so a killed driver loses nothing, and prints
-        one line about it."""
+        """Writes a trial's record the moment it ends, so a killed driver loses nothing, prints one
+        line about it, and keeps the study's status line (raygan.progress) up to date."""
 
-        ended = 0
+        state: _RecorderState | None = None
 
-        def _write(self, trial, status: str) -> None:
-            key = _key_of(trial, setup["kind"])
-            existing = _read_json(study_dir / ROWS_DIR / f"{key}.json")
-            if existing is not None and existing["status"] == "finished":
-                return  # a restored driver saw it end again; the first record stands
-            factors, config = _factors_of(trial, setup)
-            error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
-            record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
-                                  trial.last_result)
-            write_record(study_dir, record)
-            self.ended += 1
-            metrics = record["metrics"]
-            detail = (f"error: {record['error']}" if record["status"] == "failed" else
-                      f"test AUROC {metrics.get('auroc', float('nan')):.4f} (validation {metrics.get('auroc_val', float('nan')):.4f}, "
-                      f"epoch {metrics.get('selected_epoch')} of {metrics.get('epochs')})")
-            total = f"/{plan_info['trials']}" if plan_info.get("trials") else ""
-            print(f"[{self.ended}{total}] {key} {record['status']}: {detail}", file=sys.stderr, flush=True)
+        def __getstate__(self):
+            return {}  # pickled into tuner.pkl at the start; the state is rebuilt by setup()
+
+        def setup(self, **info):
+            self.state = _RecorderState(study_dir, plan_info, setup)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._write(trial, "terminated")
+            self.state.write(trial, "terminated")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._write(trial, "failed")
+            self.state.write(trial, "failed")
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            key = _key_of(trial, setup["kind"])
-            error = _error_message(study_dir / TRIALS_DIR / key, trial) or "its process or node died"
-            last = trial.last_result or {}
-            where = f"{last['hostname']} (node {str(last.get('node_id'))[:8]})" if last.get("hostname") else "its node"
-            print(f"{key} failed on {where}: {error}; retry {trial.run_metadata.num_failures} of "
-                  f"{trial.max_failures}, from its last checkpoint", file=sys.stderr, flush=True)
+            self.state.recover(trial)
+
+        def on_step_end(self, iteration, trials, **info):
+            self.state.step(iteration, trials)
+
+        def on_experiment_end(self, trials, **info):
+            self.state.status.close()
 
     return Recorder()
 
@@ -400,7 +538,18 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
     study_dir = study_dir_for(options.storage, plan.study)
     manifest_path = study_dir / STUDY_FILE
     if manifest_path.exists():
-        saved = _read_json(manifest_path) or {}
+        saved, damage = read_manifest(manifest_path)
+        if damage is not None:
+            if not options.resume:
+                raise RayganError(f"{damage}; run the same command with --resume to write it again")
+            other = {r["study_hash"] for r in load_records(study_dir)[0]} - {plan.study_hash}
+            if other:
+                raise RayganError(
+                    f"--resume: {damage}, and the trial records under {study_dir / ROWS_DIR} belong to other trials "
+                    f"(hash {', '.join(sorted(other))}, now {plan.study_hash}); use the same profile and flags as the "
+                    f"interrupted run"
+                )
+            return study_dir  # prepare_study_dir writes it again
         if not options.resume:
             raise RayganError(
                 f"{study_dir} already holds a run of study {saved.get('study')} (profile {saved.get('profile')}); "
@@ -460,11 +609,23 @@ def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
     study_dir = check_study_dir(plan, options)
     manifest_path = study_dir / STUDY_FILE
     study_dir.mkdir(parents=True, exist_ok=True)
-    if not manifest_path.exists():
-        tmp = study_dir / f".{STUDY_FILE}.tmp"
-        tmp.write_text(json.dumps(plan.manifest(options), indent=1) + "\n")
-        tmp.replace(manifest_path)
+    damaged = manifest_path.exists() and read_manifest(manifest_path)[1] is not None
+    if not manifest_path.exists() or damaged:
+        write_text(manifest_path, json.dumps(plan.manifest(options), indent=1) + "\n")
+        if damaged:
+            print(f"raygan: {manifest_path} was damaged; written again from this command's study", file=sys.stderr)
     return study_dir
+
+
+def read_manifest(path: Path) -> tuple[dict, str | None]:
+    """study.json, or ({}, a line naming the file and what is wrong with it)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, f"{path} is damaged ({_reason(exc)})"
+    if not isinstance(manifest, dict) or "study" not in manifest or "study_hash" not in manifest:
+        return {}, f"{path} is damaged (not a study description: no study or study_hash)"
+    return manifest, None
 
 
 def _init_ray(address: str | None) -> None:
@@ -474,19 +635,46 @@ def _init_ray(address: str | None) -> None:
         return
     _check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    local = address in (None, "local") and not os.environ.get("RAY_ADDRESS")
+    if local:
+        print("raygan: starting a local Ray (it stops with this study)", file=sys.stderr, flush=True)
     try:
-        ray.init(
-            address=address,
-            runtime_env={"env_vars": env} if env else None,
-            log_to_driver=True,
-            configure_logging=False,
-        )
+        with _quiet_ray_start(local):
+            context = ray.init(
+                address=address,
+                runtime_env={"env_vars": env} if env else None,
+                log_to_driver=True,
+                configure_logging=False,
+            )
     except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayganError(
             f"cannot join the Ray cluster at --address {address}: {first} (with token authentication, set "
             f"RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token)"
         ) from None
+    if local:
+        from raygan.reaper import start_reaper
+
+        start_reaper()  # its agents would outlive a killed driver (raygan.reaper says why)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
+        print(f"raygan: local Ray up ({cpus:g} CPUs{dashboard})", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_ray_start(local: bool):
+    """Ray's start-up warnings (token authentication on by default, ...) are for cluster operators;
+    a study that starts its own Ray says in one line what it started."""
+    import logging
+
+    logger = logging.getLogger("ray")
+    level = logger.level
+    if local:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -536,7 +724,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
 
     _check_resources(options, ray.cluster_resources())
     plan_info = {"study": plan.study.name, "study_hash": plan.study_hash, "profile": plan.profile,
-                 "trials": len(plan.trials) if plan.trials else plan.samples}
+                 "trials": len(plan.trials) if plan.trials else plan.samples, "epochs": plan.epochs}
     setup = {
         "kind": "search" if plan.study.is_search else "grid",
         "study_dir": str(study_dir),
@@ -561,15 +749,79 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         verbose=0,  # one line per ended trial instead (Recorder)
     )
+    _DRIVER["keep_checkpoints"] = options.keep_checkpoints
+    print(resume_summary(study_dir, plan) if options.resume else
+          f"study {plan.study.name}, profile {plan.profile}: {plan_info['trials']} trials into {study_dir}",
+          file=sys.stderr, flush=True)
     tune_path = study_dir / TUNE_DIR
-    if options.resume and tune.Tuner.can_restore(str(tune_path)):
-        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
-    else:
-        tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options, optuna), run_config=run_config)
-    grid = tuner.fit()
-    _sweep(study_dir, plan_info, setup, grid)
+    with _quiet_missing_trial_results():
+        if options.resume and tune.Tuner.can_restore(str(tune_path)):
+            tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options, optuna), run_config=run_config)
+        grid = tuner.fit()
+    _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
     log_driver(study_dir, "end")
     return study_dir
+
+
+def resume_summary(study_dir: Path, plan: Plan) -> str:
+    """What --resume found: trials finished (kept), continuing from a checkpoint, starting afresh."""
+    from raygan.ray_train import RAY_DIR
+
+    records = {r["trial_key"]: r for r in load_records(study_dir)[0]}
+    trials_dir = study_dir / TRIALS_DIR
+    keys = set(records) | ({d.name for d in trials_dir.iterdir()} if trials_dir.is_dir() else set())
+    total = len(plan.trials) if plan.trials else plan.samples
+    finished, failed, continuing = 0, 0, []  # continuing: epochs done of each
+    setup_epochs = {t.key: t.config["train"]["epochs"] for t in plan.trials}
+    for key in sorted(keys):
+        status = records.get(key, {}).get("status")
+        run_dir = trials_dir / key
+        planned = setup_epochs.get(key, plan.epochs)
+        if status in ("finished", "stopped") or (status is None and _epochs_done(run_dir) == planned):
+            finished += 1  # or ended with its record damaged: the sweep after the run records it again
+        elif (run_dir / "checkpoints" / "last.pt").exists() or any((run_dir / RAY_DIR).glob("*/checkpoint_*")):
+            continuing.append(_epochs_done(run_dir))
+        elif status == "failed":
+            failed += 1
+    fresh = max(0, total - finished - failed - len(continuing))
+    parts = [f"{finished} finished (kept, not trained again)"]
+    if failed:
+        parts.append(f"{failed} failed (recorded; one whose process died is tried again)")
+    epochs = ", ".join(f"{e}/{plan.epochs}" for e in continuing[:6]) + (", …" if len(continuing) > 6 else "")
+    parts.append(f"{len(continuing)} continue{'s' if len(continuing) == 1 else ''} from a checkpoint"
+                 + (f" (epochs done: {epochs})" if continuing else ""))
+    parts.append(f"{fresh} start{'s' if fresh == 1 else ''} fresh")
+    return f"resuming study {plan.study.name}, profile {plan.profile}, {total} trials: " + ", ".join(parts)
+
+
+def _epochs_done(run_dir: Path) -> int:
+    return (_read_json(run_dir / "metrics.json") or {}).get("epochs", 0)
+
+
+class _MissingTrialResults:
+    """A logging filter for Tune's "Failed to fetch metrics for N trial(s) ... result.json and
+    progress.csv were not found": Tune's ExperimentAnalysis reads every trial's result files when a
+    Tuner is restored or finishes, and a trial that had not reported an epoch yet (interrupted,
+    waiting, or a configuration error before its first epoch) has none. raygan's results come
+    from rows/, never from those files, so the warning only alarms."""
+
+    def filter(self, record) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
+@contextlib.contextmanager
+def _quiet_missing_trial_results():
+    import logging
+
+    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    only = _MissingTrialResults()
+    logger.addFilter(only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only)
 
 
 def _optuna_storage(plan: Plan, options: RunOptions, study_dir: Path) -> tuple:
@@ -650,9 +902,10 @@ def _check_resources(options: RunOptions, available: dict) -> None:
         raise ConfigError(f"--gpus-per-trial {options.gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs")
 
 
-def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid) -> None:
+def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid, keep_checkpoints: str = "selected") -> None:
     """Record any ended trial the callback did not (e.g. ended while a previous driver died)."""
-    have = {r["trial_key"] for r in read_records(study_dir)}
+    # A damaged record counts as missing: it is written again from the trial's metrics.json.
+    have = {r["trial_key"] for r in load_records(study_dir)[0]}
     for result in grid:
         config = result.config or {}
         metrics = result.metrics or {}
@@ -675,5 +928,7 @@ def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid) -> None:
             factors, cfg = {**setup["base"]["factors"], **sampled}, apply_sampled(setup["base"]["config"], sampled)
         status = "failed" if result.error is not None else "terminated"
         error = _error_message(study_dir / TRIALS_DIR / key, _Ended) if status == "failed" else None
-        write_record(study_dir, trial_record(study_dir, plan_info, key, _Ended.trial_id, status, error,
-                                             factors, cfg, metrics))
+        record = trial_record(study_dir, plan_info, key, _Ended.trial_id, status, error, factors, cfg, metrics)
+        write_record(study_dir, record)
+        if record["status"] == "finished":
+            prune_checkpoints(study_dir / TRIALS_DIR / key, keep_checkpoints)

@@ -1,0 +1,169 @@
+"""A study as an operator sees it, run for real on the session's local Ray: what finished trials
+keep on disk (--keep-checkpoints), the resume summary after a kill -9 of the driver, progress lines,
+and what a DDP study leaves alive."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+def tiny_plan(name: str = "keep_probe", epochs: int = 2, lrs=(0.001,)):
+    """Autoencoder trials on digits, one per learning rate: seconds each."""
+    from raygan.study import Factor, Profile, Study, expand, study_hash
+    from raygan.tuning import Plan
+
+    study = Study(
+        name=name, reproduces="test", caption="",
+        base={"method": "autoencoder", "model": {"backbone": "naive", "latent_size": 8}},
+        factors=(Factor("lr", tuple(lrs), key="train.lr"),),
+        profiles={"smoke": Profile(datasets=("digits",), classes={"digits": (0,)}, seeds=(0,), epochs=epochs,
+                                   overrides={"train": {"batch_size": 32}})},
+    )
+    trials = expand(study, study.profile("smoke"))
+    return Plan(study, "smoke", study_hash(study, "smoke", trials, None), trials=tuple(trials), epochs=epochs)
+
+
+@pytest.mark.parametrize("keep,kept", [("selected", {"selected.pt"}), ("none", set())])
+def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path, keep, kept):
+    from raygan.report import best_trial
+    from raygan.results import write_results
+    from raygan.tuning import RunOptions, run_plan
+
+    study_dir = run_plan(tiny_plan(), RunOptions(storage=tmp_path, keep_checkpoints=keep))
+    write_results(study_dir)
+    (record,) = [json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json")]
+    assert record["status"] == "finished" and len(record["history"]) == 2
+    run_dir = study_dir / "trials" / record["trial_key"]
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == kept
+    assert (run_dir / "test_scores.npz").exists() and (run_dir / "metrics.json").exists()  # box plots, tables
+    best = best_trial(study_dir)
+    assert best["checkpoint"] == (str(run_dir / "checkpoints" / "selected.pt") if kept else None)
+
+
+def _records(study_dir: Path) -> dict[str, dict]:
+    out = {}
+    for p in (study_dir / "rows").glob("*.json"):
+        try:
+            out[p.stem] = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            out[p.stem] = None
+    return out
+
+
+def test_a_killed_study_resumes_with_an_honest_summary_and_counter(ray_cluster, tmp_path):
+    """kill -9 of the driver once one trial finished and the next has a checkpoint; --resume says
+    so, counts on from there, prints no Tune warnings about missing result files, and records again
+    a finished trial whose record was damaged meanwhile."""
+    import re
+    import signal
+    import time
+
+    from test_study_runs import study
+
+    args = ["studies/supervision.py", "--profile", "smoke", "--epochs", "3", "--max-concurrent", "1",
+            "--storage", str(tmp_path)]
+    study_dir = tmp_path / "supervision"
+    first = study(sys.executable, *args, cluster=ray_cluster)
+    deadline = time.time() + 400
+
+    def interrupted() -> list[str]:
+        done = _records(study_dir)
+        return [d.name for d in (study_dir / "trials").glob("*")
+                if d.name not in done and (d / "checkpoints" / "last.pt").exists()] if done else []
+
+    while not interrupted():
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.time() < deadline, "no trial finished and none checkpointed in time"
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = _records(study_dir)
+    (done_key,) = before
+    assert {p.name for p in (study_dir / "trials" / done_key / "checkpoints").iterdir()} == {"selected.pt"}
+    record_file = study_dir / "rows" / f"{done_key}.json"
+    before_history = before[done_key]["history"]
+    record_file.write_text(record_file.read_text()[:50])  # damaged meanwhile
+
+    second = study(sys.executable, *args, "--resume", cluster=ray_cluster)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-4000:]
+    # The killed driver's trial process may finish the interrupted trial before Ray ends it: then
+    # it is found finished (all epochs done, not recorded yet) rather than continuing.
+    summary = re.search(r"resuming study supervision, profile smoke, 3 trials: (1 finished \(kept, not trained again\), "
+                        r"1 continues from a checkpoint \(epochs done: [12]/3\)|2 finished \(kept, not trained again\), "
+                        r"0 continue from a checkpoint), 1 starts fresh", err)
+    assert summary, err
+    assert set(re.findall(r"^\[\d/3\]", err, re.M)) == {"[2/3]", "[3/3]"}, err  # counts on from the finished one
+    assert "Failed to fetch metrics" not in err and "Traceback" not in err, err
+    assert json.loads(out.strip().splitlines()[-1])["finished"] == 3
+    after = _records(study_dir)
+    assert after[done_key] is not None and after[done_key]["status"] == "finished"  # recorded again
+    assert after[done_key]["history"] == before_history  # not trained again
+    for key, record in after.items():  # every epoch trained once: the interrupted one continued
+        assert [h["epoch"] for h in record["history"]] == [0, 1, 2], key
+        assert {p.name for p in (study_dir / "trials" / key / "checkpoints").iterdir()} == {"selected.pt"}
+
+
+def test_a_local_ray_started_by_a_killed_driver_leaves_no_process(tmp_path):
+    """The driver starts its own Ray (no --address); after its kill -9 every process of that Ray
+    is gone within seconds (raygan.reaper). Only this driver's descendants are looked at."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import ray  # noqa: F401  (puts Ray's bundled psutil on the path)
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-m", "raygan", "study", "run", "supervision", "--profile", "smoke",
+                               "--epochs", "1", "--storage", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    seen: dict[int, float] = {}  # pid -> create time: a reused PID is never mistaken for ours
+    try:
+        deadline = time.time() + 400
+        while not list((tmp_path / "supervision" / "trials").glob("*/attempts.jsonl")):
+            assert driver.poll() is None, driver.communicate()[1][-3000:]
+            assert time.time() < deadline, "no trial started in time"
+            seen.update({p.pid: p.create_time() for p in psutil.Process(driver.pid).children(recursive=True)})
+            time.sleep(0.5)
+        time.sleep(1)
+        tree = psutil.Process(driver.pid).children(recursive=True)
+        seen.update({p.pid: p.create_time() for p in tree})
+        names = {p.name() for p in tree}
+        assert "raylet" in names and {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, names
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+
+        def alive() -> dict[int, str]:
+            out = {}
+            for pid, created in seen.items():
+                try:
+                    p = psutil.Process(pid)
+                    if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
+                        out[pid] = p.name()
+                except psutil.NoSuchProcess:
+                    pass
+            return out
+
+        deadline = time.time() + 30
+        while alive() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not alive(), f"left alive 30 s after the driver's kill -9: {alive()}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for pid, created in seen.items():  # never leave this test's processes behind, pass or fail
+            try:
+                p = psutil.Process(pid)
+                if p.create_time() == created:
+                    p.kill()
+            except psutil.NoSuchProcess:
+                pass

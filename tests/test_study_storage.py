@@ -1,0 +1,164 @@
+"""Damaged study folders and atomic writes (no Ray, no training): `raygan report` names a damaged
+file in one line, rebuilds unreadable Parquet files from rows/, skips damaged records on request,
+and `--resume` writes a damaged study.json again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raygan.cli import main
+from raygan.errors import RayganError
+from raygan.study import expand, load_studies, narrow_profile
+
+pq = pytest.importorskip("pyarrow.parquet")
+STUDIES = load_studies()
+
+
+def make_study_dir(tmp_path: Path, study_hash: str = "h") -> tuple[Path, list[str]]:
+    """A bn_ablation study directory with records as the Tune layer writes them, and its keys."""
+    from raygan.results import write_results
+    from raygan.tuning import STUDY_FILE, write_record
+
+    study = STUDIES.get("bn_ablation")
+    profile = narrow_profile(study.profile("smoke"), datasets=["digits"], classes=[3], seeds=[0])
+    trials = expand(study, profile)[:3]
+    study_dir = tmp_path / "bn_ablation"
+    study_dir.mkdir(parents=True)
+    (study_dir / STUDY_FILE).write_text(json.dumps({
+        "study": "bn_ablation", "reproduces": study.reproduces, "profile": "smoke", "study_hash": study_hash,
+        "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.rows],
+        "trial_list": [t.as_dict() for t in trials]}))
+    for i, t in enumerate(trials):
+        write_record(study_dir, {
+            "study": "bn_ablation", "study_hash": study_hash, "profile": "smoke", "trial_key": t.key,
+            "trial_id": t.key, "status": "finished", "error": None, "factors": t.factors, "config": t.config,
+            "metrics": {"auroc": 0.9 + i / 100, "auroc_val": 0.9, "selected_epoch": 1, "epochs": 2},
+            "history": [{"epoch": 0, "auroc_test": 0.5}, {"epoch": 1, "auroc_test": 0.9 + i / 100}],
+            "node_id": "n", "hostname": "h", "recorded_at": 0.0,
+        })
+    write_results(study_dir)
+    return study_dir, [t.key for t in trials]
+
+
+def report(study_dir: Path, capsys, *flags: str) -> tuple[int, str, str]:
+    code = main(["report", str(study_dir), *flags])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["results.parquet", "curves.parquet"])
+def test_an_unreadable_parquet_file_is_named_and_rebuilt_from_rows(tmp_path, capsys, name):
+    study_dir, keys = make_study_dir(tmp_path)
+    (study_dir / name).write_bytes(b"PAR1 this is not a parquet file")
+    code, out, err = report(study_dir, capsys)
+    assert code == 0 and out.count("| digits |") == len(keys)
+    line = one_line(err)
+    assert line.startswith(f"raygan: {study_dir / name} is unreadable") and "rows" in line
+    assert len(pq.read_table(study_dir / "results.parquet")) == len(keys)  # rebuilt, readable again
+    assert len(pq.read_table(study_dir / "curves.parquet")) == 2 * len(keys)
+
+
+def test_an_unreadable_parquet_file_without_records_says_so(tmp_path, capsys):
+    study_dir, _ = make_study_dir(tmp_path)
+    for path in (study_dir / "rows").iterdir():
+        path.unlink()
+    (study_dir / "results.parquet").write_text("garbage")
+    code, _, err = report(study_dir, capsys)
+    assert code == 2 and "results.parquet is unreadable" in err and "has no finished trials yet" in err
+
+
+def test_a_study_json_that_is_not_json_is_one_line_naming_it(tmp_path):
+    study_dir, _ = make_study_dir(tmp_path)
+    (study_dir / "study.json").write_text('{"study": "bn_abl')
+    result = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir)], capture_output=True, text=True)
+    line = one_line(result.stderr)
+    assert result.returncode == 2 and line.startswith(f"raygan: error: {study_dir / 'study.json'} is damaged (not valid JSON")
+    assert "--resume" in line
+
+
+def test_a_truncated_record_is_named_and_skipped_with_the_flag(tmp_path, capsys):
+    study_dir, keys = make_study_dir(tmp_path)
+    damaged = study_dir / "rows" / f"{keys[1]}.json"
+    damaged.write_text(damaged.read_text()[:40])  # what a crash mid-write used to leave
+    code, out, err = report(study_dir, capsys)
+    line = one_line(err)
+    assert code == 2 and f"{damaged} is damaged (not valid JSON" in line and "--skip-damaged" in line
+
+    code, out, err = report(study_dir, capsys, "--skip-damaged")
+    assert code == 0 and one_line(err).startswith(f"raygan: skipped {damaged} is damaged")
+    assert "2 trials finished, 0 failed" in out and "| digits | yes | no | 0 | — | — |" in out  # its cell is empty
+    assert sorted(pq.read_table(study_dir / "results.parquet").column("trial_key").to_pylist()) == \
+        sorted(k for k in keys if k != keys[1])
+
+
+def test_a_record_that_is_json_but_not_a_record_is_damaged(tmp_path, capsys):
+    study_dir, keys = make_study_dir(tmp_path)
+    (study_dir / "rows" / f"{keys[0]}.json").write_text("[]")
+    code, _, err = report(study_dir, capsys)
+    assert code == 2 and "is damaged (not a trial record: no study" in one_line(err)
+
+
+def test_an_interrupted_write_leaves_the_previous_file_and_no_temporary_one(tmp_path):
+    from raygan.atomic import atomic_path
+
+    target = tmp_path / "results.parquet"
+    target.write_text("previous")
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("half of the new fi")
+        raise KeyboardInterrupt  # the process was stopped mid-write
+    assert target.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["results.parquet"]
+
+
+def test_writers_leave_only_their_files(tmp_path):
+    """study.json, rows and both Parquet files go through a temporary file that is renamed away."""
+    study_dir, keys = make_study_dir(tmp_path)
+    names = {p.relative_to(study_dir).as_posix() for p in study_dir.rglob("*")}
+    assert names == {"study.json", "results.parquet", "curves.parquet", "rows", *(f"rows/{k}.json" for k in keys)}
+
+
+def _plan(resume: bool, storage: Path):
+    import argparse
+
+    from raygan.study_cli import add_study_arguments, make_plan, options_from
+
+    parser = argparse.ArgumentParser()
+    add_study_arguments(parser)
+    args = parser.parse_args(["--storage", str(storage), "--epochs", "2", *(["--resume"] if resume else [])])
+    study = STUDIES.get("bn_ablation")
+    return make_plan(study, args), options_from(args)
+
+
+def test_resume_writes_a_damaged_study_json_again(tmp_path, capsys):
+    from raygan.tuning import prepare_study_dir, read_manifest
+
+    plan, options = _plan(resume=True, storage=tmp_path)
+    study_dir, _ = make_study_dir(tmp_path, study_hash=plan.study_hash)
+    (study_dir / "study.json").write_text("")  # a crash before the rename would now leave the old file
+    with pytest.raises(RayganError, match="study.json is damaged .*run the same command with --resume"):
+        prepare_study_dir(*_plan(resume=False, storage=tmp_path))
+    prepare_study_dir(plan, options)
+    manifest, damage = read_manifest(study_dir / "study.json")
+    assert damage is None and manifest["study_hash"] == plan.study_hash and manifest["trials"] == 6
+    assert "was damaged; written again" in capsys.readouterr().err
+
+
+def test_resume_does_not_write_study_json_over_another_studys_records(tmp_path):
+    from raygan.tuning import prepare_study_dir
+
+    plan, options = _plan(resume=True, storage=tmp_path)
+    study_dir, _ = make_study_dir(tmp_path, study_hash="another")
+    (study_dir / "study.json").write_text("{")
+    with pytest.raises(RayganError, match="belong to other trials \\(hash another"):
+        prepare_study_dir(plan, options)
+    assert (study_dir / "study.json").read_text() == "{"
