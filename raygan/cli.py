@@ -20,6 +20,11 @@ from raygan.errors import RayganError
 # Short spellings used in the papers and the issues, kept beside the field names.
 FLAG_ALIASES = {"class_index": ["--class"], "anomaly_fraction": ["--gamma"]}
 SECTION_SEP = "__"
+# Imported only by the Ray layers (DDP, Tune studies): a bare GPU box can train without them.
+OPTIONAL_DEPENDENCIES = {
+    "ray": "pip install 'ray[default,tune,train]' (or train without --workers)",
+    "optuna": "pip install optuna",
+}
 
 
 def add_config_arguments(
@@ -427,6 +432,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("raygan: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:
+        # The core needs neither; only --workers, studies and Tune do (imported lazily there).
+        missing = (exc.name or "").split(".")[0]
+        if missing not in OPTIONAL_DEPENDENCIES:
+            raise
+        print(f"raygan: error: {args.command} needs {missing}, which is not installed here: "
+              f"{OPTIONAL_DEPENDENCIES[missing]}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
