@@ -273,6 +273,7 @@ def test_report_figures_from_a_real_smoke_study(ray_cluster, tmp_path):
                 coloured = int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
                 # measured 1.6k-22k here; a legend without data draws about 400
                 assert coloured > 1000, f"{name}: no lines or boxes drawn ({coloured} coloured pixels)"
+    export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path)
 
 
 def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoints(ray_cluster, tmp_path):
@@ -302,18 +303,17 @@ def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoint
     assert same_score_table() == (text, scores)
 
 
-def test_export_for_commit_then_resume_from_it_after_a_config_field_was_added(ray_cluster, tmp_path):
+def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, study_dir: Path, tmp_path: Path):
     """`raygan study export` writes what results/<study>-<profile>/ commits (no checkpoints, no Tune
     state); a copy of it, written before a config field existed, continues with --resume and trains
-    only the trials it lacks."""
+    only the trials it lacks. ``study_dir``: a finished supervision smoke study of 2 epochs."""
     import shutil
 
     def script(storage: Path) -> list[str]:
-        return [sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "1", "--storage", str(storage)]
+        return [sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "2", "--storage", str(storage)]
 
-    finish(study(*script(tmp_path / "first"), cluster=ray_cluster))
     exported = tmp_path / "supervision-smoke"
-    result = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(tmp_path / "first" / "supervision"),
+    result = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(study_dir),
                              "--out", str(exported)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     names = {p.name for p in exported.iterdir()}
@@ -347,7 +347,7 @@ def test_export_for_commit_then_resume_from_it_after_a_config_field_was_added(ra
     for key in before:  # kept, not trained again
         assert after[key]["recorded_at"] == before[key]["recorded_at"]
         assert not (study_dir / "trials" / key / "metrics.json").exists()
-    assert [h["epoch"] for h in after[missing]["history"]] == [0]
+    assert [h["epoch"] for h in after[missing]["history"]] == [0, 1]
     assert {r["study_hash"] for r in pq.read_table(study_dir / "results.parquet").to_pylist()} == {"0ld0ld0ld0ld0ld0"}
 
     # a changed value is another study: refused
