@@ -200,3 +200,26 @@ def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
         run_dir = study_dir / "trials" / r["trial_key"]
         assert (run_dir / "ray").is_dir() and not list((run_dir / "ray").glob("*/checkpoint_*"))
         assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"selected.pt"}
+
+
+def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, tmp_path, caplog):
+    """Where the resume's "Failed to fetch metrics ... result.json and progress.csv were not found"
+    comes from: Tune's ExperimentAnalysis over a trial that has a result in the experiment state but
+    no result files (as after a kill -9). The filter drops exactly that warning."""
+    import logging
+
+    from ray.tune import ExperimentAnalysis
+
+    from raygan.tuning import RunOptions, _quiet_missing_trial_results, run_plan
+
+    study_dir = run_plan(tiny_plan("warn_probe", epochs=1), RunOptions(storage=tmp_path))
+    for name in ("result.json", "progress.csv"):
+        for path in (study_dir / "tune").glob(f"*/{name}"):
+            path.unlink()
+    caplog.set_level(logging.WARNING, logger="ray.tune.analysis.experiment_analysis")
+    ExperimentAnalysis(str(study_dir / "tune"))
+    assert "Failed to fetch metrics for 1 trial(s)" in caplog.text and "were not found" in caplog.text
+    caplog.clear()
+    with _quiet_missing_trial_results():
+        ExperimentAnalysis(str(study_dir / "tune"))
+    assert "Failed to fetch metrics" not in caplog.text
