@@ -730,11 +730,12 @@ def resume_summary(study_dir: Path, plan: Plan) -> str:
     for key in sorted(keys):
         status = records.get(key, {}).get("status")
         run_dir = trials_dir / key
-        planned = setup_epochs.get(key, plan.epochs)
-        if status in ("finished", "stopped") or (status is None and _epochs_done(run_dir) == planned):
-            finished += 1  # or ended with its record damaged: the sweep after the run records it again
-        elif (run_dir / "checkpoints" / "last.pt").exists() or any((run_dir / RAY_DIR).glob("*/checkpoint_*")):
-            continuing.append(_epochs_done(run_dir))
+        checkpoints = [run_dir / "checkpoints" / "last.pt", *sorted((run_dir / RAY_DIR).glob("*/checkpoint_*/last.pt"))]
+        done = _epochs_done([c for c in checkpoints if c.exists()], run_dir)
+        if status in ("finished", "stopped") or (status is None and done == setup_epochs.get(key, plan.epochs)):
+            finished += 1  # or all epochs done, not recorded yet (or its record damaged): recorded at the end
+        elif done is not None:
+            continuing.append(done)
         elif status == "failed":
             failed += 1
     fresh = max(0, total - finished - failed - len(continuing))
@@ -748,8 +749,17 @@ def resume_summary(study_dir: Path, plan: Plan) -> str:
     return f"resuming study {plan.study.name}, profile {plan.profile}, {total} trials: " + ", ".join(parts)
 
 
-def _epochs_done(run_dir: Path) -> int:
-    return (_read_json(run_dir / "metrics.json") or {}).get("epochs", 0)
+def _epochs_done(checkpoints: list[Path], run_dir: Path) -> int | None:
+    """Epochs a trial would not train again: its newest checkpoint's (what a resume starts from;
+    metrics.json is written after it), or, with none kept, metrics.json's; None if neither."""
+    import torch
+
+    for path in sorted(checkpoints, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:  # mmap: only the epoch is read, not 30-110 MB of weights
+            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+        except Exception:  # noqa: BLE001  (damaged: the loop says so when it resumes)
+            continue
+    return (_read_json(run_dir / "metrics.json") or {}).get("epochs") if (run_dir / "metrics.json").exists() else None
 
 
 class _MissingTrialResults:
