@@ -31,7 +31,7 @@ def tiny_plan(name: str = "keep_probe", epochs: int = 2, lrs=(0.001,)):
 
 
 @pytest.mark.parametrize("keep,kept", [("selected", {"selected.pt"}), ("none", set())])
-def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path, keep, kept):
+def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path, capsys, keep, kept):
     from raygan.report import best_trial
     from raygan.results import write_results
     from raygan.tuning import RunOptions, run_plan
@@ -45,6 +45,13 @@ def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path
     assert (run_dir / "test_scores.npz").exists() and (run_dir / "metrics.json").exists()  # box plots, tables
     best = best_trial(study_dir)
     assert best["checkpoint"] == (str(run_dir / "checkpoints" / "selected.pt") if kept else None)
+    if not kept:  # the figures that need no detector are drawn; the reconstructions say why they are not
+        from raygan.cli import main
+
+        assert main(["report", str(study_dir), "--figures", str(tmp_path / "figures")]) == 0
+        err = capsys.readouterr().err
+        assert "raygan: no reconstructions_digits_c0.png: its trials kept no checkpoints/selected.pt" in err
+        assert (tmp_path / "figures" / "auroc_per_epoch_digits.png").exists()
 
 
 def _records(study_dir: Path) -> dict[str, dict]:
