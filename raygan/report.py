@@ -207,13 +207,13 @@ def best_trial(study_dir: Path) -> dict:
     best = max(candidates, key=lambda r: (r["auroc_val"], -r["epochs"] if r.get("epochs") else 0))
     run_dir = Path(study_dir).expanduser().resolve() / TRIALS_DIR / best["trial_key"]
     config_path = run_dir / "config.json"
+    selected = run_dir / "checkpoints" / "selected.pt"
     return {
         "study": info["study"],
         "trial_key": best["trial_key"],
         "auroc_val": best["auroc_val"],
         "auroc": best["auroc"],
         "selected_epoch": best["selected_epoch"],
-        # None where the study ran with --keep-checkpoints none
-        "checkpoint": str(run_dir / "checkpoints" / "selected.pt") if (run_dir / "checkpoints" / "selected.pt").exists() else None,
+        "checkpoint": str(selected) if selected.exists() else None,  # None: the study kept none
         "config": json.loads(config_path.read_text()) if config_path.exists() else None,
     }
