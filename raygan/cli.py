@@ -281,7 +281,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
 def _cmd_study_best(args: argparse.Namespace) -> int:
     from raygan.report import best_trial
 
-    print(json.dumps(best_trial(Path(args.study_dir)), indent=1))
+    print(json.dumps(best_trial(Path(args.study_dir), args.skip_damaged), indent=1))
     return 0
 
 
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     study_run.set_defaults(handler=_cmd_study_run)
     study_best = study_commands.add_parser("best", help="the trial with the best validation AUROC: config and checkpoint")
     study_best.add_argument("study_dir", help="a study directory (<storage>/<study>)")
+    study_best.add_argument("--skip-damaged", action="store_true",
+                            help="leave out trial records (rows/<key>.json) that cannot be read, naming each")
     study_best.set_defaults(handler=_cmd_study_best)
 
     report = commands.add_parser("report", help="a study's results in the paper's table layout, with the paper's numbers")

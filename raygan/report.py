@@ -197,9 +197,9 @@ def figures(study_dir: Path, out_dir: Path) -> list[Path]:
     return write_figures(study_dir, out_dir, _study(info["study"]))
 
 
-def best_trial(study_dir: Path) -> dict:
+def best_trial(study_dir: Path, skip_damaged: bool = False) -> dict:
     """The trial with the best validation AUROC (the selection metric; never test AUROC)."""
-    info, rows = read_results(study_dir)
+    info, rows = read_results(study_dir, skip_damaged)
     candidates = [r for r in rows if r["status"] in ("finished", "stopped") and r.get("auroc_val") is not None
                   and not math.isnan(r["auroc_val"])]
     if not candidates:
