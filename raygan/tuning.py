@@ -600,7 +600,9 @@ def _init_ray(address: str | None) -> None:
     if local:
         print("raygan: starting a local Ray (it stops with this study)", file=sys.stderr, flush=True)
     try:
-        with _quiet_ray_start(local):
+        from raygan.ray_train import quiet_ray_start
+
+        with quiet_ray_start(local):
             context = ray.init(
                 address=address,
                 runtime_env={"env_vars": env} if env else None,
@@ -620,22 +622,6 @@ def _init_ray(address: str | None) -> None:
         cpus = ray.cluster_resources().get("CPU", 0)
         dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
         print(f"raygan: local Ray up ({cpus:g} CPUs{dashboard})", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _quiet_ray_start(local: bool):
-    """Ray's start-up warnings (token authentication on by default, ...) are for cluster operators;
-    a study that starts its own Ray says in one line what it started."""
-    import logging
-
-    logger = logging.getLogger("ray")
-    level = logger.level
-    if local:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
