@@ -189,8 +189,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
             flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
     cfg = RunConfig.from_dict(merge(values, flags))
     out = Path(args._out) if args._out else None
+
+    def announce(method) -> None:
+        # On stderr, so the result's JSON line stays the last of stdout. The paper defaults can be
+        # large (AGAD: UNet++), and the cost should be no surprise.
+        from raygan.methods import network_summary
+
+        print(f"raygan train: {network_summary(method)}", file=sys.stderr, flush=True)
+
     if args._workers:
+        from raygan.data import load_for_config
+        from raygan.methods import build_method
         from raygan.ray_train import train_with_ray
+
+        dataset = load_for_config(cfg.data)  # the workers build the networks; this says what they are
+        announce(build_method(cfg, dataset.channels, cfg.data.image_size or dataset.image_size))
 
         result = train_with_ray(
             cfg, out, workers=args._workers, gpus_per_worker=args._gpus_per_worker,
@@ -200,7 +213,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if args._sync_bn or args._gpus_per_worker:
             raise RayganError("--sync-bn and --gpus-per-worker apply to distributed runs: add --workers N")
-        result = train(cfg, out_dir=out, progress=args._progress)
+        result = train(cfg, out_dir=out, progress=args._progress, on_start=announce)
     summary = {k: v for k, v in result.items() if k != "history"}
     if out is not None:
         summary["out"] = str(out)
@@ -273,7 +286,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
 def _cmd_study_best(args: argparse.Namespace) -> int:
     from raygan.report import best_trial
 
-    print(json.dumps(best_trial(Path(args.study_dir)), indent=1))
+    print(json.dumps(best_trial(Path(args.study_dir), args.skip_damaged), indent=1))
     return 0
 
 
@@ -396,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     study_run.set_defaults(handler=_cmd_study_run)
     study_best = study_commands.add_parser("best", help="the trial with the best validation AUROC: config and checkpoint")
     study_best.add_argument("study_dir", help="a study directory (<storage>/<study>)")
+    study_best.add_argument("--skip-damaged", action="store_true",
+                            help="leave out trial records (rows/<key>.json) that cannot be read, naming each")
     study_best.set_defaults(handler=_cmd_study_best)
     study_export = study_commands.add_parser(
         "export", help="the study's results as a folder to commit: records, Parquet, report, figures, provenance "

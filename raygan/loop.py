@@ -104,6 +104,7 @@ def train(
     distributed: DistributedContext | None = None,
     resume_from: Path | None = None,
     hparams: dict | None = None,
+    on_start: Callable[[Method], None] | None = None,
 ) -> dict:
     """Train one run to the end and return its result.
 
@@ -111,7 +112,8 @@ def train(
     Under ``distributed`` every rank trains its shard of each global batch; only rank 0 scores,
     writes TensorBoard, checkpoints and metrics, and returns the result (other ranks return {}).
     ``hparams`` is what TensorBoard's HParams dashboard lists for the run (default: the whole
-    config; a study passes its factors).
+    config; a study passes its factors). ``on_start`` sees the built method before the first
+    epoch (`raygan train` prints its networks and their size).
     """
     prepare_torch(cfg)
     is_main = distributed is None or distributed.is_main
@@ -121,6 +123,8 @@ def train(
         tensors, data_info = load_split_tensors(cfg)
     method = build_method(cfg, tensors.channels, tensors.image_size, device)
     cfg = method.cfg  # resolved: the method's paper defaults filled in
+    if on_start is not None and is_main:
+        on_start(method)
     if resume_from is None and out_dir is not None and (out_dir / "checkpoints" / LAST).exists():
         resume_from = out_dir / "checkpoints" / LAST
     state = _resume(cfg, resume_from, method) if resume_from is not None else RunState()

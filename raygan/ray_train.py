@@ -13,7 +13,9 @@ is named after the configuration hash and stored under ``<out>/ray``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -144,7 +146,8 @@ def train_with_ray(
 
     if not ray.is_initialized():
         # Workers print nothing useful to stdout; keeping it off the driver keeps the JSON line last.
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        with quiet_ray_start(address is None and not os.environ.get("RAY_ADDRESS")):
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
         from raygan.reaper import start_reaper
 
         start_reaper()  # a local Ray's agents would outlive a killed driver (raygan.reaper says why)
@@ -184,6 +187,22 @@ def train_with_ray(
         final = json.loads((Path(directory) / RESULT_FILE).read_text())
     final["workers"] = workers
     return final
+
+
+@contextlib.contextmanager
+def quiet_ray_start(local: bool):
+    """Ray's start-up warnings (token authentication on by default, ...) are for cluster operators,
+    noise where a study or `raygan train` starts a private local Ray; errors still show."""
+    import logging
+
+    logger = logging.getLogger("ray")
+    level = logger.level
+    if local:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _worker_error_class(exc: BaseException) -> type[RayganError]:

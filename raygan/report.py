@@ -426,9 +426,9 @@ def figures(study_dir: Path, out_dir: Path) -> list[Path]:
     return write_figures(study_dir, out_dir, _study(info["study"]))
 
 
-def best_trial(study_dir: Path) -> dict:
+def best_trial(study_dir: Path, skip_damaged: bool = False) -> dict:
     """The trial with the best validation AUROC (the selection metric; never test AUROC)."""
-    info, rows = read_results(study_dir)
+    info, rows = read_results(study_dir, skip_damaged)
     candidates = [r for r in rows if r["status"] in ("finished", "stopped") and r.get("auroc_val") is not None
                   and not math.isnan(r["auroc_val"])]
     if not candidates:
@@ -436,13 +436,13 @@ def best_trial(study_dir: Path) -> dict:
     best = max(candidates, key=lambda r: (r["auroc_val"], -r["epochs"] if r.get("epochs") else 0))
     run_dir = Path(study_dir).expanduser().resolve() / TRIALS_DIR / best["trial_key"]
     config_path = run_dir / "config.json"
+    selected = run_dir / "checkpoints" / "selected.pt"
     return {
         "study": info["study"],
         "trial_key": best["trial_key"],
         "auroc_val": best["auroc_val"],
         "auroc": best["auroc"],
         "selected_epoch": best["selected_epoch"],
-        # None where the study ran with --keep-checkpoints none
-        "checkpoint": str(run_dir / "checkpoints" / "selected.pt") if (run_dir / "checkpoints" / "selected.pt").exists() else None,
+        "checkpoint": str(selected) if selected.exists() else None,  # None: the study kept none
         "config": json.loads(config_path.read_text()) if config_path.exists() else None,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,7 +151,11 @@ def run(study: Study, args: argparse.Namespace) -> int:
 
 def main(study: Study, argv: Sequence[str] | None = None) -> None:
     """Entry point of a study script: ``python studies/<name>.py [flags]``."""
-    parser = argparse.ArgumentParser(
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Errors name the command as it was run: a study is often one line of a longer script or job.
+    command = " ".join([f"python studies/{study.name}.py", *map(shlex.quote, argv)])
+    parser = _Parser(
+        command,
         prog=f"python studies/{study.name}.py",
         description=study.caption,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -161,9 +166,21 @@ def main(study: Study, argv: Sequence[str] | None = None) -> None:
     try:
         sys.exit(run(study, args))
     except RayganError as exc:
-        print(f"raygan: error: {exc}", file=sys.stderr)
+        print(f"raygan: error in {command}: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         where = study_dir_for(options_from(args).storage, study)
         print(f"raygan: interrupted; continue with the same command plus --resume ({where})", file=sys.stderr)
         sys.exit(130)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors in raygan's one-line form, naming the command."""
+
+    def __init__(self, command: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.command = command
+
+    def error(self, message: str):
+        print(f"raygan: error in {self.command}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)

@@ -639,7 +639,9 @@ def _init_ray(address: str | None) -> None:
     if local:
         print("raygan: starting a local Ray (it stops with this study)", file=sys.stderr, flush=True)
     try:
-        with _quiet_ray_start(local):
+        from raygan.ray_train import quiet_ray_start
+
+        with quiet_ray_start(local):
             context = ray.init(
                 address=address,
                 runtime_env={"env_vars": env} if env else None,
@@ -659,22 +661,6 @@ def _init_ray(address: str | None) -> None:
         cpus = ray.cluster_resources().get("CPU", 0)
         dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
         print(f"raygan: local Ray up ({cpus:g} CPUs{dashboard})", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _quiet_ray_start(local: bool):
-    """Ray's start-up warnings (token authentication on by default, ...) are for cluster operators;
-    a study that starts its own Ray says in one line what it started."""
-    import logging
-
-    logger = logging.getLogger("ray")
-    level = logger.level
-    if local:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -778,11 +764,12 @@ def resume_summary(study_dir: Path, plan: Plan) -> str:
     for key in sorted(keys):
         status = records.get(key, {}).get("status")
         run_dir = trials_dir / key
-        planned = setup_epochs.get(key, plan.epochs)
-        if status in ("finished", "stopped") or (status is None and _epochs_done(run_dir) == planned):
-            finished += 1  # or ended with its record damaged: the sweep after the run records it again
-        elif (run_dir / "checkpoints" / "last.pt").exists() or any((run_dir / RAY_DIR).glob("*/checkpoint_*")):
-            continuing.append(_epochs_done(run_dir))
+        checkpoints = [run_dir / "checkpoints" / "last.pt", *sorted((run_dir / RAY_DIR).glob("*/checkpoint_*/last.pt"))]
+        done = _epochs_done([c for c in checkpoints if c.exists()], run_dir)
+        if status in ("finished", "stopped") or (status is None and done == setup_epochs.get(key, plan.epochs)):
+            finished += 1  # or all epochs done, not recorded yet (or its record damaged): recorded at the end
+        elif done is not None:
+            continuing.append(done)
         elif status == "failed":
             failed += 1
     fresh = max(0, total - finished - failed - len(continuing))
@@ -796,8 +783,17 @@ def resume_summary(study_dir: Path, plan: Plan) -> str:
     return f"resuming study {plan.study.name}, profile {plan.profile}, {total} trials: " + ", ".join(parts)
 
 
-def _epochs_done(run_dir: Path) -> int:
-    return (_read_json(run_dir / "metrics.json") or {}).get("epochs", 0)
+def _epochs_done(checkpoints: list[Path], run_dir: Path) -> int | None:
+    """Epochs a trial would not train again: its newest checkpoint's (what a resume starts from;
+    metrics.json is written after it), or, with none kept, metrics.json's; None if neither."""
+    import torch
+
+    for path in sorted(checkpoints, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:  # mmap: only the epoch is read, not 30-110 MB of weights
+            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+        except Exception:  # noqa: BLE001  (damaged: the loop says so when it resumes)
+            continue
+    return (_read_json(run_dir / "metrics.json") or {}).get("epochs") if (run_dir / "metrics.json").exists() else None
 
 
 class _MissingTrialResults:

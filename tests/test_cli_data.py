@@ -67,3 +67,4 @@ def test_corrupt_file_error_via_cli(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     result = raygan("data", "describe", "mnist", "--data-root", str(tmp_path / "d"), "--no-download")
     assert result.returncode == 2 and "t10k-images-idx3-ubyte.gz" in result.stderr and "Traceback" not in result.stderr
+    assert "Downloads are off (--no-download)" in result.stderr and "fetched again" not in result.stderr

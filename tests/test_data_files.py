@@ -202,8 +202,12 @@ def test_corrupt_file_in_cache_is_reported_with_its_path(tmp_path):
     write_idx_dataset(tmp_path / "cache" / "mnist")
     path = tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*Delete it"):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz") as offline:
         load_dataset("mnist", download=False)
+    # nothing would fetch it again: say where a good copy goes instead
+    assert "fetched again" not in str(offline.value)
+    assert f"Downloads are off (--no-download), so nothing fetches it again: replace {path} with a good copy" \
+        in str(offline.value) and "--data-root DIR" in str(offline.value)
 
 
 def test_model_input_is_resized_and_scaled():

@@ -138,6 +138,13 @@ def test_cli_train_end_to_end_on_digits(tmp_path):
     for key in ("auroc", "auroc_last", "auroc_val", "selected_epoch", "images_per_s", "params_generator"):
         assert key in summary
     assert summary["params_generator"] > 0 and 0 <= summary["auroc"] <= 1
+    # the networks and their cost, said at the start on stderr (stdout's last line stays the JSON)
+    import re
+
+    said = re.search(r"^raygan train: agad: generator naive ([\d.]+) M parameters, discriminator vgg [\d.]+ M; "
+                     r"about (\d+) MB per checkpoint$", result.stderr, re.M)
+    assert said and float(said[1]) == round(summary["params_generator"] / 1e6, 2), result.stderr
+    assert abs((out / "checkpoints" / "selected.pt").stat().st_size / 1e6 - int(said[2])) <= 1
     saved_config = json.loads((out / "config.json").read_text())
     assert saved_config["loss"]["contextual_adversarial_weight"] == 15.0  # resolved paper default
     assert RunConfig.from_dict(saved_config).stable_hash() == summary["config_hash"]

@@ -251,7 +251,8 @@ def test_medical_script_says_which_folder_is_missing_in_one_line(tmp_path):
     result = _study_script("medical", "--profile", "paper", "--data-root", str(root), "--dry-run")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == (
-        f"raygan: error: data set retinal_oct: folder {root / 'retinal_oct'} does not exist; put the retinal OCT "
+        f"raygan: error in python studies/medical.py --profile paper --data-root {root} --dry-run: "
+        f"data set retinal_oct: folder {root / 'retinal_oct'} does not exist; put the retinal OCT "
         "set (Kermany et al. 2018, OCT2017: CNV, DME, DRUSEN, NORMAL) there (one sub-folder per class, or train/ "
         "and test/ with one each), or pass --data-root DIR holding retinal_oct/")
 
@@ -394,6 +395,16 @@ def test_raygan_study_run_dry_run_matches_the_script():
 def test_study_script_errors_are_one_line(args, message, tmp_path):
     result = _study_script("bn_ablation", "--storage", str(tmp_path), *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    # one line, raygan's, naming the command as it was run
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"raygan: error in python studies/bn_ablation.py --storage {tmp_path} {' '.join(args)}: ")
+
+
+def test_study_script_usage_errors_are_raygans_one_line(tmp_path):
+    result = _study_script("bn_ablation", "--epochs", "two")
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and line == ("raygan: error in python studies/bn_ablation.py --epochs two: argument "
+                                               "--epochs: invalid int value: 'two' (see --help)")
 
 
 def test_report_of_a_wrong_directory_says_what_to_pass(tmp_path):

@@ -102,6 +102,17 @@ def test_a_truncated_record_is_named_and_skipped_with_the_flag(tmp_path, capsys)
         sorted(k for k in keys if k != keys[1])
 
 
+def test_study_best_names_a_damaged_record_and_skips_it_with_the_flag(tmp_path, capsys):
+    study_dir, keys = make_study_dir(tmp_path)
+    damaged = study_dir / "rows" / f"{keys[2]}.json"
+    damaged.write_text("{")
+    assert main(["study", "best", str(study_dir)]) == 2
+    assert f"{damaged} is damaged" in one_line(capsys.readouterr().err)
+    assert main(["study", "best", str(study_dir), "--skip-damaged"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["trial_key"] in keys[:2] and one_line(err).startswith("raygan: skipped")
+
+
 def test_a_record_that_is_json_but_not_a_record_is_damaged(tmp_path, capsys):
     study_dir, keys = make_study_dir(tmp_path)
     (study_dir / "rows" / f"{keys[0]}.json").write_text("[]")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from raygan.data.files import CorruptFile
 from raygan.errors import DataError
 
 IMAGE_BYTES = 3 * 32 * 32
@@ -20,10 +21,9 @@ def parse_cifar_records(raw: bytes, label_bytes: int, name: str) -> tuple[np.nda
     """Split raw records into (images uint8 N×3×32×32, labels from the first label byte)."""
     record = label_bytes + IMAGE_BYTES
     if len(raw) == 0 or len(raw) % record:
-        raise DataError(
+        raise CorruptFile(
             f"{name} is not a valid CIFAR binary file: {len(raw)} bytes is not a whole number of "
-            f"{record}-byte records (corrupt or truncated). Delete it (or the cached archive) so "
-            f"that it is fetched again."
+            f"{record}-byte records (corrupt or truncated)", name.split(":")[0]  # an archive's member: the archive
         )
     table = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
     labels = table[:, 0].astype(np.int64)

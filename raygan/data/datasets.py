@@ -199,10 +199,9 @@ def _load_idx_dataset(
     test_x, test_y = read_idx(paths[IDX_FILES[2]]), read_idx(paths[IDX_FILES[3]])
     for images, labels, kind in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(
+            raise files.CorruptFile(
                 f"{name}: {kind} images {images.shape} and labels {labels.shape} in {located.directory} "
-                f"do not match; the files are corrupt or from different data sets. Delete them so "
-                f"that they are fetched again."
+                f"do not match; the files are corrupt or from different data sets", paths[IDX_FILES[0 if kind == "train" else 2]]
             )
         if labels.max(initial=0) >= len(class_names):
             raise DataError(f"{name}: label {labels.max()} in {located.directory} is out of range")
@@ -231,7 +230,8 @@ def load_mnist(data_root: str | None = None, download: bool = True, **options) -
         download=_download_all(downloads) if download else None,
         how_to_get=f"Get the four IDX files ({', '.join(MNIST_MD5)}) from {MNIST_MIRRORS[0]}.",
     )
-    return _load_idx_dataset("mnist", [str(i) for i in range(10)], located)
+    return _offline_advice(lambda: _load_idx_dataset("mnist", [str(i) for i in range(10)], located), download,
+                           f"Get the four IDX files ({', '.join(MNIST_MD5)}) from {MNIST_MIRRORS[0]}.")
 
 
 @register_dataset(
@@ -254,7 +254,8 @@ def load_fashion_mnist(data_root: str | None = None, download: bool = True, **op
             f"four IDX files ({', '.join(FASHION_MD5)}) from {FASHION_MIRRORS[0]}."
         ),
     )
-    return _load_idx_dataset("fashion_mnist", FASHION_CLASSES, located)
+    return _offline_advice(lambda: _load_idx_dataset("fashion_mnist", FASHION_CLASSES, located), download,
+                           f"Get the four IDX files ({', '.join(FASHION_MD5)}) from {FASHION_MIRRORS[0]}.")
 
 
 # --- CIFAR-10 and CIFAR-100 (binary version) -------------------------------------------------
@@ -335,13 +336,28 @@ def _read_cifar_archive(archive: Path, layout: CifarLayout) -> dict[str, bytes]:
                 result[member] = handle.read()
             return result
     except (tarfile.TarError, KeyError, EOFError, OSError) as exc:
-        raise DataError(
-            f"{archive} is not a valid {layout.name} archive ({exc}); it is corrupt or truncated. "
-            f"Delete it so that it is fetched again."
+        raise files.CorruptFile(
+            f"{archive} is not a valid {layout.name} archive ({exc}); it is corrupt or truncated", archive
         ) from None
 
 
+def _offline_advice(load: Callable[[], ImageDataset], download: bool, how_to_get: str) -> ImageDataset:
+    """Run ``load``; with downloads off, a damaged file's advice says where a good copy goes
+    instead of "delete it so that it is fetched again"."""
+    try:
+        return load()
+    except files.CorruptFile as exc:
+        if download:
+            raise
+        raise exc.offline(how_to_get) from None
+
+
 def _load_cifar(layout: CifarLayout, class_names: list[str], data_root: str | None, download: bool) -> ImageDataset:
+    return _offline_advice(lambda: _read_cifar(layout, class_names, data_root, download), download,
+                           f"Get {layout.archive} (the binary version, MD5 {layout.md5}) from {CIFAR_MIRRORS[0]}.")
+
+
+def _read_cifar(layout: CifarLayout, class_names: list[str], data_root: str | None, download: bool) -> ImageDataset:
     located = files.locate(
         layout.name,
         _cifar_finder(layout),
@@ -366,9 +382,9 @@ def _load_cifar(layout: CifarLayout, class_names: list[str], data_root: str | No
     test_x, test_y = parts[layout.test_file]
     for labels, where in ((train_y, "train"), (test_y, "test")):
         if labels.max(initial=0) >= len(class_names):
-            raise DataError(
+            raise files.CorruptFile(
                 f"{layout.name}: {where} label {labels.max()} out of range in {found}; the file is "
-                f"corrupt or not {layout.name}. Delete it so that it is fetched again."
+                f"corrupt or not {layout.name}", found
             )
     return ImageDataset(
         name=layout.name,

@@ -54,6 +54,23 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+class CorruptFile(DataError):
+    """A data set file that was found but is damaged. Its message advises deleting it so that it
+    is fetched again; a loader with downloads switched off raises `offline()` instead, which says
+    where a good copy goes (nothing would fetch one)."""
+
+    def __init__(self, problem: str, path: Path | str) -> None:
+        self.problem, self.path = problem, Path(path)
+        super().__init__(f"{problem}. Delete it so that it is fetched again, or replace it with the original file.")
+
+    def offline(self, how_to_get: str) -> DataError:
+        return DataError(
+            f"{self.problem}. Downloads are off (--no-download), so nothing fetches it again: replace "
+            f"{self.path} with a good copy, or put a good copy in a directory of your own and pass it with "
+            f"--data-root DIR. {how_to_get}"
+        )
+
+
 class DownloadFailed(Exception):
     """Every mirror failed for network reasons; the caller turns this into a DataError."""
 

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from raygan.data.files import CorruptFile
 from raygan.errors import DataError
 
 _UBYTE = 0x08
 
 
 def _corrupt(path: Path, why: str) -> DataError:
-    return DataError(
-        f"{path} is not a valid IDX file ({why}); the file is corrupt or truncated. "
-        f"Delete it so that it is fetched again, or replace it with the original file."
-    )
+    return CorruptFile(f"{path} is not a valid IDX file ({why}); the file is corrupt or truncated", path)
 
 
 def read_idx(path: str | Path) -> np.ndarray:

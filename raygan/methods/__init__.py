@@ -19,4 +19,17 @@ def load_method(saved: dict, channels: int, image_size: int, device="cpu") -> Me
     return method
 
 
-__all__ = ["METHODS", "Method", "build_method", "load_method"]
+def network_summary(method: Method) -> str:
+    """What a run trains and what it costs, in one phrase: networks, backbones, parameter counts,
+    checkpoint size (networks + Adam's two moments, float32)."""
+    from raygan.models import count_parameters
+
+    model = method.cfg.model
+    counts = {name: count_parameters(net) for name, net in method.networks().items()}
+    parts = [f"generator {model.backbone} {counts.pop('generator') / 1e6:.2f} M parameters"]
+    parts += [f"{name} {model.discriminator} {n / 1e6:.2f} M" for name, n in counts.items()]  # every D is of that kind
+    total = sum(count_parameters(net) for net in method.networks().values())
+    return f"{method.cfg.method}: {', '.join(parts)}; about {total * 12 / 1e6:.0f} MB per checkpoint"
+
+
+__all__ = ["METHODS", "Method", "build_method", "load_method", "network_summary"]
