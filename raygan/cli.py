@@ -198,6 +198,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"raygan train: {network_summary(method)}", file=sys.stderr, flush=True)
 
     if args._workers:
+        if args._device is not None:
+            raise RayganError("--device is for the single-process path; Ray gives each --workers worker its "
+                              "device (CUDA with --gpus-per-worker > 0, else CPU)")
         from raygan.data import load_for_config
         from raygan.methods import build_method
         from raygan.ray_train import train_with_ray
@@ -213,7 +216,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if args._sync_bn or args._gpus_per_worker:
             raise RayganError("--sync-bn and --gpus-per-worker apply to distributed runs: add --workers N")
-        result = train(cfg, out_dir=out, progress=args._progress, on_start=announce)
+        from raygan.devices import resolve_device
+
+        device = resolve_device(args._device or "auto")
+        result = train(cfg, out_dir=out, progress=args._progress, device=device, on_start=announce)
     summary = {k: v for k, v in result.items() if k != "history"}
     if out is not None:
         summary["out"] = str(out)
@@ -356,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--normal-class", dest="_normal_class", type=int, metavar="K", help="shorthand: --protocol normal_class --class K")
     train.add_argument("--anomaly-class", dest="_anomaly_class", type=int, metavar="K", help="shorthand: --protocol anomaly_class --class K")
     train.add_argument("--progress", dest="_progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(), help="progress bar per epoch on standard error")
+    train.add_argument("--device", dest="_device", default=None, metavar="DEVICE",
+                       help="auto (CUDA when available), cpu, cuda or cuda:N; one process without --workers "
+                            "(default: auto)")
     ray_group = train.add_argument_group("distributed (Ray Train, DDP)")
     ray_group.add_argument("--workers", dest="_workers", type=int, default=0, metavar="N",
                            help="DDP workers under a Ray TorchTrainer (gloo on CPU, NCCL on GPU); 0: one process, no Ray (default)")

@@ -22,6 +22,7 @@ from raygan.errors import ConfigError
 C = TypeVar("C", bound="ConfigSection")
 
 PROTOCOLS = ("normal_class", "anomaly_class")
+PRECISIONS = ("fp32", "bf16")
 IMAGE_SIZES = (32, 64, 128)
 
 
@@ -298,9 +299,19 @@ class TrainConfig(ConfigSection):
     threads: int | None = option(None, "torch intra-op threads (default: torch's own choice)")
     channels_last: bool = option(True, "NHWC memory format for the networks (faster oneDNN convolutions on CPU)")
     deterministic: bool = option(True, "torch.use_deterministic_algorithms (same seed, same AUROC on CPU)")
+    log_every: int = option(
+        10, "steps between reads of the loss terms on the host (TensorBoard, progress bar, NaN check); "
+        "the device is never waited for in between"
+    )
+    precision: str = option(
+        "fp32",
+        "fp32 (TF32 matmuls and convolutions allowed on CUDA) | bf16: the networks run under bf16 autocast, "
+        "weights, optimiser state and losses stay fp32 (also on CPU, slower there)",
+        choices=PRECISIONS,
+    )
 
     def validate(self, prefix: str) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{prefix}.{name} must be >= 1; got {getattr(self, name)}")
         if self.lr <= 0:

@@ -34,6 +34,12 @@ class DistributedContext:
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
+    def all_reduce_mean_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean over ranks of a device tensor, without reading it on the host."""
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out / self.world_size
+
     def broadcast_module(self, module: nn.Module) -> None:
         with torch.no_grad():
             for tensor in module.state_dict().values():

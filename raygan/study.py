@@ -413,40 +413,12 @@ def study_hash(study: Study, profile_name: str, trials: Sequence[Trial] | Trial,
 # --------------------------------------------------------------------------------------------
 # Cost estimate for --dry-run
 
-# Training images/s and scoring ms/image at batch 256 of each generator, measured with
-# benchmarks/throughput.py on a 2-core CPU worker (AMD EPYC, AVX-512; README). A GPU is one to
-# two orders of magnitude faster; the estimate is stated in CPU-worker-hours.
-CPU_TRAIN_IMAGES_PER_S = {"naive": 385.1, "unet": 108.9, "unetpp": 48.5, "ganomaly": 518.7, "autoencoder": 1359.1,
-                          "skip_ganomaly": 215.8}
-CPU_SCORE_MS_PER_IMAGE = {"naive": 0.226, "unet": 0.936, "unetpp": 2.496, "ganomaly": 0.318, "autoencoder": 0.226,
-                          "skip_ganomaly": 1.138}
-# Training images per class and evaluation images (validation + test) per trial, by data set.
-APPROX_IMAGES = {
-    "digits": (126, 700),
-    "mnist": (6000, 16000),
-    "fashion_mnist": (6000, 16000),
-    "cifar10": (5000, 15000),
-    "cifar100": (2500, 15000),
-    "image_folder": (2000, 4000),
-}
-
-
+# The model and its calibration live in raygan.cost (README: what the estimate is based on).
 def estimate_seconds(config: dict) -> float:
-    """Rough CPU seconds of one trial (see CPU_TRAIN_IMAGES_PER_S)."""
-    cfg = RunConfig.from_dict(config)
-    from raygan.methods import METHODS
+    """CPU seconds of one trial, the middle of raygan.cost.cpu_seconds_range."""
+    from raygan.cost import cpu_seconds_range
 
-    cfg = METHODS.get(cfg.method).resolve(cfg)
-    kind = cfg.method if cfg.method in ("autoencoder", "skip_ganomaly") else cfg.model.backbone
-    train_rate = CPU_TRAIN_IMAGES_PER_S.get(kind, CPU_TRAIN_IMAGES_PER_S["unet"])
-    score_ms = CPU_SCORE_MS_PER_IMAGE.get(kind, CPU_SCORE_MS_PER_IMAGE["unet"])
-    per_class, evaluated = APPROX_IMAGES.get(cfg.data.dataset, (5000, 15000))
-    if cfg.data.protocol == "anomaly_class":
-        per_class *= len(DATASETS.get(cfg.data.dataset).class_names) - 1
-    train_images = per_class * (1 - cfg.data.val_fraction) / max(1e-9, 1 - cfg.data.anomaly_fraction)
-    scale = ((cfg.data.image_size or 32) / 32) ** 2  # None: the data set's own size (32, or 128 for folders)
-    per_epoch = scale * (train_images / train_rate + evaluated * score_ms / 1000)
-    return cfg.train.epochs * per_epoch
+    return sum(cpu_seconds_range(config)) / 2
 
 
 def estimate_worker_hours(configs: Sequence[dict]) -> float:

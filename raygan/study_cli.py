@@ -19,7 +19,6 @@ from pathlib import Path
 from raygan.errors import RayganError
 from raygan.study import (
     Study,
-    estimate_seconds,
     estimate_worker_hours,
     expand,
     narrow_profile,
@@ -37,6 +36,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                              "cores) | paper (the full protocol); default: smoke")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the trials, their count and estimated CPU-worker-hours; run nothing")
+    parser.add_argument("--device-profile", type=Path, default=None, metavar="FILE",
+                        help="--dry-run: also estimate GPU-hours from this device profile (benchmarks/gpu.py)")
+    parser.add_argument("--gpus", type=int, default=1, metavar="N",
+                        help="--dry-run with --device-profile: the wall time on N such GPUs (default: 1)")
     parser.add_argument("--storage", type=Path, default=None,
                         help=f"where studies live (default: $RAYGAN_STORAGE or {DEFAULT_STORAGE}); "
                              "the study's directory is <storage>/<study>; on several nodes a shared file system "
@@ -108,20 +111,44 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def dry_run(plan: Plan) -> None:
+def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> None:
+    from raygan.cost import DeviceProfile, cpu_seconds_range, gpu_estimate
+
+    if gpus < 1:
+        raise RayganError(f"--gpus must be >= 1; got {gpus}")
+    profile = DeviceProfile.load(device_profile) if device_profile is not None else None
     if plan.study.is_search:
-        per_trial = estimate_seconds(plan.base.config) / 3600
         print(f"search {plan.study.name}: up to {plan.samples} Optuna trials (ASHA stops weak ones early) on")
         print(json.dumps(plan.base.as_dict()))
-        hours, count = per_trial * plan.samples, plan.samples
+        configs = [plan.base.config] * plan.samples
     else:
+        configs = [t.config for t in plan.trials]
         for trial in plan.trials:
-            print(f"{trial.key}\t{estimate_seconds(trial.config) / 3600:.3f} h")
-        hours, count = estimate_worker_hours([t.config for t in plan.trials]), len(plan.trials)
+            low, high = cpu_seconds_range(trial.config)
+            span = f"{low / 3600:.3f}" if round(low) == round(high) else f"{low / 3600:.3f}-{high / 3600:.3f}"
+            gpu = f"\t{profile.seconds_alone(trial.config):.0f} s alone on the GPU" if profile else ""
+            print(f"{trial.key}\t{span} h on one CPU thread{gpu}")
+    # A trial holds one torch thread and a 2-core worker runs two at once: worker-hours are half
+    # the trials' hours.
+    ranges = [cpu_seconds_range(c) for c in configs]
+    low, high = (sum(r[i] for r in ranges) / 3600 / 2 for i in (0, 1))
+    hours, count = estimate_worker_hours(configs) / 2, len(configs)
+    span = f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g}-{high:.3g}"
     print(f"{plan.study.name} ({plan.study.reproduces}), profile {plan.profile}: {count} trials, "
-          f"about {hours:.3g} CPU-worker-hours on a 2-core CPU worker (benchmarks/throughput.py rates; a GPU is far faster)")
-    print(json.dumps({"study": plan.study.name, "profile": plan.profile, "trials": count,
-                      "estimated_worker_hours": round(hours, 3)}))
+          f"about {span} CPU-worker-hours (2-core workers, two one-thread trials at a time; README: "
+          f"what the estimate is based on)")
+    summary = {"study": plan.study.name, "profile": plan.profile, "trials": count,
+               "estimated_worker_hours": round(hours, 3), "estimated_worker_hours_range": [round(low, 3), round(high, 3)]}
+    if profile is not None:
+        estimate = gpu_estimate(profile, configs, gpus)
+        note = " (a --quick profile: not for planning)" if profile.quick else ""
+        print(f"on {profile.device}{note}: {estimate['gpu_hours']:.3g} GPU-hours at {profile.best_k} trials per GPU "
+              f"at once (the measured best packing, --gpus-per-trial {1 / profile.best_k:g}); "
+              f"{estimate['wall_hours']:.3g} h on {gpus} GPU(s)")
+        summary.update({"estimated_gpu_hours": round(estimate["gpu_hours"], 4), "gpus": gpus,
+                        "estimated_wall_hours": round(estimate["wall_hours"], 4),
+                        "trials_per_gpu": profile.best_k, "device": profile.device})
+    print(json.dumps(summary))
 
 
 def run(study: Study, args: argparse.Namespace) -> int:
@@ -131,7 +158,7 @@ def run(study: Study, args: argparse.Namespace) -> int:
 
     plan = make_plan(study, args)
     if args.dry_run:
-        dry_run(plan)
+        dry_run(plan, args.device_profile, args.gpus)
         return 0
     options = options_from(args)
     study_dir = run_plan(plan, options)

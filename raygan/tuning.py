@@ -200,7 +200,11 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         from raygan.loop import train
 
         torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
-        device = "cuda" if setup["gpus_per_trial"] and torch.cuda.is_available() else "cpu"
+        from raygan.devices import resolve_device
+
+        # Ray set CUDA_VISIBLE_DEVICES to this trial's share: "cuda" is that GPU, and a GPU request
+        # where none is visible fails the trial with one line instead of training on the CPU.
+        device = resolve_device("cuda") if setup["gpus_per_trial"] else torch.device("cpu")
 
         def on_epoch_end(record: dict, checkpoint) -> None:
             metrics = json.loads((out_dir / "metrics.json").read_text())

@@ -109,8 +109,24 @@ def test_resume_accepts_a_checkpoint_written_before_a_method_field_existed(tmp_p
 def test_nan_loss_stops_with_the_term_and_step(digits_tensors):
     digits_tensors_nan = type(digits_tensors)(**{**digits_tensors.__dict__, "train_x": digits_tensors.train_x.clone()})
     digits_tensors_nan.train_x[:] = float("nan")
-    with pytest.raises(NonFiniteLoss, match=r"loss term g_adv_normal became nan at epoch 0, step 0"):
-        train(config(), tensors=digits_tensors_nan)
+    with pytest.raises(NonFiniteLoss, match=r"loss term g_adv_normal became nan at epoch 0, step 0 \(global step 1\)"):
+        train(config(train={"log_every": 1}), tensors=digits_tensors_nan)
+
+
+def test_nan_loss_read_once_per_window_names_the_window_it_appeared_in(digits_tensors):
+    """Loss terms are read every train.log_every steps; a NaN in one batch is caught at the end of
+    its window, located to that window's steps (here: step 2 of epoch 0, in the window 2-3)."""
+    from raygan.data import AnomalyBatchSampler
+
+    cfg = config(method="autoencoder", train={"epochs": 1, "batch_size": 16, "log_every": 2})
+    normal = torch.nonzero(digits_tensors.train_y == 0).flatten()  # the autoencoder trains on normals only
+    sampler = AnomalyBatchSampler(digits_tensors.train_y[normal], 16, seed=cfg.seed)
+    assert len(sampler) >= 4
+    normals, _ = sampler.global_batches()[2]  # epoch 0, step 2 (each normal appears once an epoch)
+    poisoned = type(digits_tensors)(**{**digits_tensors.__dict__, "train_x": digits_tensors.train_x.clone()})
+    poisoned.train_x[normal[int(normals[0])]] = float("nan")
+    with pytest.raises(NonFiniteLoss, match=r"loss term g_con became nan at epoch 0, steps 2-3 \(global steps 3-4\)"):
+        train(cfg, tensors=poisoned)
 
 
 def test_val_auroc_selection_without_validation_anomalies_is_explained(digits_tensors):

@@ -73,10 +73,7 @@ class AGAD(Method):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
         G, D = self.generator, self.discriminator
         assert D is not None
-        x, y = self.prepare(x), y.to(self.device)
-        normal = y == 0
-        x = torch.cat([x[normal], x[~normal]])  # normals first: parts are slices from here on
-        n_normal = int(normal.sum())
+        x, y, n_normal = self.split_batch(x, y)  # normals first: parts are slices from here on
         n_anomalous = len(x) - n_normal
         share_n, share_a = n_normal / len(x), n_anomalous / len(x)
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from raygan.allocator import keep_freed_memory
 from raygan.config import LossConfig, ModelConfig, RunConfig, method_weight_names
+from raygan.devices import Autocast, autocast, to_float
 from raygan.distributed import DistributedContext
 from raygan.errors import ConfigError
 from raygan.models import build_discriminator, build_generator, dcgan_init
@@ -61,6 +62,16 @@ class Method:
         # train steps call self.generator / self.discriminator, which `distribute` may wrap in DDP.
         self.g_module, self.d_module = self.generator, self.discriminator
         self.distributed: DistributedContext | None = None
+        self.precision = cfg.train.precision
+        # Under bf16 the train steps call the networks through an autocast wrapper (fp32 outputs,
+        # so every loss is computed in fp32); the fp32 path calls them directly, as before.
+        self.generator = self._train_view(self.g_module)
+        if self.d_module is not None:
+            self.discriminator = self._train_view(self.d_module)
+        self.extra_d_wrapped = {name: self._train_view(m) for name, m in self.extra_d_modules.items()}
+        # CUDA: D's loss for the collapse check, copied to pinned host memory without waiting
+        # (name -> (buffer, event)); read one step later (step_discriminator).
+        self._pending_d_loss: dict[str, tuple[torch.Tensor, torch.cuda.Event]] = {}
         # NHWC lets oneDNN pick faster convolution kernels on CPU: 1.4x faster AGAD training
         # steps measured here (benchmarks/throughput.py); it changes no result beyond rounding.
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
@@ -118,9 +129,28 @@ class Method:
 
     # --- training helpers --------------------------------------------------------------------
 
+    def _train_view(self, module: nn.Module) -> nn.Module:
+        return Autocast(module, self.device) if self.precision == "bf16" else module
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the method's device, in the networks' memory format."""
-        return x.to(self.device).contiguous(memory_format=self.memory_format)
+        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+
+    def split_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(x on the device with normals first, targets in the same order, number of normals).
+
+        The targets are read on the host: the loop passes host labels, so counting normals never
+        waits for the device (a boolean mask on a CUDA tensor would, every step). The sampler
+        already yields normals first; other callers' batches are reordered here.
+        """
+        y = y.cpu()
+        normal = y == 0
+        n_normal = int(normal.sum())
+        x = self.prepare(x)
+        if not bool(normal[:n_normal].all()):
+            order = torch.argsort((~normal).to(torch.uint8), stable=True)
+            x, y = x[order.to(self.device)], y[order]
+        return x, y, n_normal
 
     def networks(self) -> dict[str, nn.Module]:
         nets = {"generator": self.g_module}
@@ -143,11 +173,11 @@ class Method:
         """Wrap the networks for data-parallel training (e.g. DDP through Ray's prepare_model)."""
         self.distributed = context
         options = self.ddp_options()
-        self.generator = context.wrap(self.g_module, options["generator"])
+        self.generator = context.wrap(self._train_view(self.g_module), options["generator"])
         if self.d_module is not None:
-            self.discriminator = context.wrap(self.d_module, options["discriminator"])
+            self.discriminator = context.wrap(self._train_view(self.d_module), options["discriminator"])
         for name, module in self.extra_d_modules.items():
-            self.extra_d_wrapped[name] = context.wrap(module, options[name])
+            self.extra_d_wrapped[name] = context.wrap(self._train_view(module), options[name])
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {"generator": self.optimizer_g}
@@ -193,15 +223,41 @@ class Method:
         # Adam's moments belong to the old weights, so they are reset too. Under DDP the decision
         # uses the loss averaged over ranks and rank 0's new weights are broadcast, so replicas
         # never diverge.
-        value = loss.item()
-        if self.distributed is not None:
-            value = self.distributed.all_reduce_mean(value)
-        if value < self.cfg.loss.discriminator_reset_threshold:
+        value = self._collapse_check_value(name, loss)
+        if value is not None and value < self.cfg.loss.discriminator_reset_threshold:
             module.apply(dcgan_init)
             if self.distributed is not None:
                 self.distributed.broadcast_module(module)
             optimizer.state.clear()
             self.discriminator_resets += 1
+            # A loss still in flight came from the collapsed D: it must not reset the new one.
+            self._pending_d_loss.pop(name, None)
+
+    def _collapse_check_value(self, name: str, loss: torch.Tensor) -> float | None:
+        """The (rank-averaged) D loss that decides a reset, or None if there is none yet.
+
+        On CPU this step's loss: reading it costs nothing. On a GPU, ``loss.item()`` would make the
+        host wait for the whole step every step; instead the loss is copied to pinned host memory
+        without blocking and read at the next step, by when the GPU has long finished it, so a
+        collapsed D is reset one step later than on CPU. (The pending value is not checkpointed.)
+        """
+        if self.device.type == "cpu":
+            value = loss.item()
+            return self.distributed.all_reduce_mean(value) if self.distributed is not None else value
+        previous = None
+        if name in self._pending_d_loss:
+            buffer, event = self._pending_d_loss[name]
+            event.synchronize()
+            previous = float(buffer)
+        signal = loss.detach().float().reshape(1)
+        if self.distributed is not None:
+            signal = self.distributed.all_reduce_mean_tensor(signal)
+        buffer = self._pending_d_loss[name][0] if name in self._pending_d_loss else torch.empty(1, pin_memory=True)
+        buffer.copy_(signal, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._pending_d_loss[name] = (buffer, event)
+        return previous
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
         """One optimisation step on a mini-batch; returns every loss term by name (detached)."""
@@ -215,11 +271,14 @@ class Method:
         was_training = self.g_module.training
         self.eval_mode()
         try:
-            parts = [self._score(self.prepare(x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)]
+            # Scores stay on the device until the end: one copy to the host, not one per batch.
+            with autocast(self.device, self.precision):
+                parts = [to_float(self._score(self.prepare(x[i : i + batch_size])))
+                         for i in range(0, len(x), batch_size)]
         finally:
             if was_training:
                 self.train_mode()
-        return torch.cat(parts) if parts else torch.empty(0)
+        return torch.cat(parts).cpu() if parts else torch.empty(0)
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         """‖x − G(x)‖₂ (AGAD §3.3.3, the autoencoder, papers/003); methods with another score override it."""
@@ -231,8 +290,10 @@ class Method:
         was_training = self.g_module.training
         self.eval_mode()
         try:
-            parts = [self.g_module(self.prepare(x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)]
-            return torch.cat(parts) if parts else x.new_empty((0, *x.shape[1:]))
+            with autocast(self.device, self.precision):
+                parts = [to_float(self.g_module(self.prepare(x[i : i + batch_size])))
+                         for i in range(0, len(x), batch_size)]
+            return torch.cat(parts).cpu() if parts else x.new_empty((0, *x.shape[1:])).cpu()
         finally:
             if was_training:
                 self.train_mode()

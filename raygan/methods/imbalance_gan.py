@@ -95,10 +95,7 @@ class ImbalanceGAN(Method):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> Terms:
         G, D_N = self.generator, self.discriminator
         D_A = self.extra_d_wrapped["anomaly_discriminator"]
-        x, y = self.prepare(x), y.to(self.device)
-        normal = y == 0
-        x = torch.cat([x[normal], x[~normal]])  # normals first: parts are slices from here on
-        n_normal = int(normal.sum())
+        x, y, n_normal = self.split_batch(x, y)  # normals first: parts are slices from here on
         n_anomalous = len(x) - n_normal
         if self.distributed is not None and not (n_normal and n_anomalous):
             # Each discriminator's synchronised pass must run on every worker, or DDP waits forever.
