@@ -306,7 +306,7 @@ class TrainConfig(ConfigSection):
     precision: str = option(
         "fp32",
         "fp32 (TF32 matmuls and convolutions allowed on CUDA) | bf16: the networks run under bf16 autocast, "
-        "weights, optimiser state and losses stay fp32 (also on CPU, slower there)",
+        "weights, optimiser state and losses stay fp32 (also on CPU autocast)",
         choices=PRECISIONS,
     )
 

@@ -36,7 +36,7 @@ EpochCallback = Callable[[dict, Path | None], None]
 GRID_IMAGES = 8
 TEST_SCORES = "test_scores.npz"  # in the run directory, beside checkpoints/selected.pt
 # Inputs up to this side length live on the training device for the whole run (Fashion-MNIST at
-# 32×32: 287 MB in fp32); larger ones stay on the host, pinned, and each batch is copied over.
+# 32×32: 287 MB in fp32); larger ones stay on the host and each batch goes over from pinned memory.
 RESIDENT_MAX_SIZE = 32
 
 
