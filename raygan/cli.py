@@ -201,6 +201,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args._device is not None:
             raise RayganError("--device is for the single-process path; Ray gives each --workers worker its "
                               "device (CUDA with --gpus-per-worker > 0, else CPU)")
+        import ray  # noqa: F401  (a missing Ray is one line from main, before any data is loaded)
+
         from raygan.data import load_for_config
         from raygan.methods import build_method
         from raygan.ray_train import train_with_ray
