@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -180,7 +181,9 @@ def main(study: Study, argv: Sequence[str] | None = None) -> None:
     """Entry point of a study script: ``python studies/<name>.py [flags]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Errors name the command as it was run: a study is often one line of a longer script or job.
-    command = " ".join([f"python studies/{study.name}.py", *map(shlex.quote, argv)])
+    # passwords in URLs (--optuna-storage postgresql://user:pw@host/db) never reach a message
+    shown = [re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", a) for a in argv]
+    command = " ".join([f"python studies/{study.name}.py", *map(shlex.quote, shown)])
     parser = _Parser(
         command,
         prog=f"python studies/{study.name}.py",

@@ -177,7 +177,7 @@ def test_a_local_ray_started_by_a_killed_driver_leaves_no_process(tmp_path):
 
 
 def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
-    """After a study of three DDP trials (--workers-per-trial 2) no per-trial actor is alive: no Ray
+    """After a study of two DDP trials (--workers-per-trial 2) no per-trial actor is alive: no Ray
     Train controller, worker or detached PlacementGroupCleaner (ray-project/ray#65443: measured, Ray
     2.60 stops each run's cleaner), and no placement group is left; the finished trials' Ray Train
     checkpoint copies are deleted."""
@@ -192,11 +192,11 @@ def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
         return Counter(a.class_name for a in actors)
 
     before = alive()
-    plan = tiny_plan("ddp_probe", epochs=1, lrs=(0.001, 0.002, 0.003))
+    plan = tiny_plan("ddp_probe", epochs=1, lrs=(0.001, 0.002))
     study_dir = run_plan(plan, RunOptions(storage=tmp_path, workers_per_trial=2, cpus_per_worker=0.9,
                                           max_concurrent=1))
     records = [json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json")]
-    assert [r["status"] for r in records] == ["finished"] * 3
+    assert [r["status"] for r in records] == ["finished"] * 2
     # Ray Train's cluster-wide AutoscalingCoordinator (a named, detached singleton that every Train
     # run reuses) may stay; nothing may stay per trial.
     left = alive() - before - Counter({"_AutoscalingCoordinatorActor": 1})
