@@ -15,3 +15,10 @@ class DataError(RayganError):
 
 class ConfigError(RayganError):
     """A configuration key is unknown or its value is impossible."""
+
+
+def without_password(text: str) -> str:
+    """URLs in ``text`` with their password masked (user:pw@ -> user:***@), for messages."""
+    import re
+
+    return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", text)

@@ -45,13 +45,14 @@ def log_driver(study_dir: Path, event: str, **extra) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
-def driver_wall_seconds(study_dir: Path, records: list[dict]) -> tuple[float, int]:
+def driver_events(study_dir: Path) -> list[dict]:
+    path = Path(study_dir) / DRIVERS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float, int]:
     """(wall seconds the study's drivers ran, number of driver runs). A driver that was killed has
     no end: its span ends at the last trial it recorded."""
-    path = Path(study_dir) / DRIVERS_FILE
-    if not path.exists():
-        return 0.0, 0
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     starts = [e for e in events if e["event"] == "start"]
     ends = sorted(e["time"] for e in events if e["event"] == "end")
     recorded = sorted(r.get("recorded_at") or 0.0 for r in records)
@@ -77,29 +78,25 @@ def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | 
     if out.resolve() == study_dir:
         raise RayganError(f"--out {out} is the study directory itself; export to another folder")
     out.mkdir(parents=True, exist_ok=True)
-    for name in KEPT:
+    compares_methods = any(r.get("factor.method") for r in rows)
+    # the report first: it writes same_score.json and best_config.json into the study directory
+    (out / "report.md").write_text(report(study_dir, same_score=compares_methods and info.get("kind") != "search"))
+    if (out / "figures").exists():
+        shutil.rmtree(out / "figures")
+    written = figures(study_dir, out / "figures")
+    for name in (*KEPT, "best_config.json"):
         if (study_dir / name).exists():
             shutil.copy2(study_dir / name, out / name)
     if (out / "rows").exists():
         shutil.rmtree(out / "rows")
     shutil.copytree(study_dir / "rows", out / "rows")
-    compares_methods = any(r.get("factor.method") for r in rows)
-    (out / "report.md").write_text(report(study_dir, same_score=compares_methods and info.get("kind") != "search"))
-    if (out / "figures").exists():
-        shutil.rmtree(out / "figures")
-    written = figures(study_dir, out / "figures")
-    if compares_methods:  # report() wrote same_score.json into the study directory
-        shutil.copy2(study_dir / "same_score.json", out / "same_score.json")
-    if (study_dir / "best_config.json").exists():
-        shutil.copy2(study_dir / "best_config.json", out / "best_config.json")
     (out / "PROVENANCE.md").write_text(provenance_text(study_dir, info, rows, read_records(study_dir), written))
     return out
 
 
 def provenance_text(study_dir: Path, info: dict, rows: list[dict], records: list[dict], written: list[Path]) -> str:
-    wall, drivers = driver_wall_seconds(study_dir, records)
-    path = study_dir / DRIVERS_FILE
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    events = driver_events(study_dir)
+    wall, drivers = driver_wall_seconds(events, records)
     machines = sorted({f"{e['hostname']} ({e['cpu']}, {e['cores']} cores)" for e in events})
     commits = sorted({e.get("git_revision") or "?" for e in events} | {r.get("git_revision") or "?" for r in rows})
     statuses = {s: sum(r["status"] == s for r in rows) for s in ("finished", "stopped", "failed")}

@@ -12,14 +12,12 @@ a server.
 
 from __future__ import annotations
 
-import re
-
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from raygan.errors import RayganError
+from raygan.errors import RayganError, without_password
 
 OPTUNA_DB = "optuna.db"
 TUNE_TRIAL_ATTR = "tune_trial_id"
@@ -34,9 +32,7 @@ def optuna_study_name(study: str, study_hash: str) -> str:
     return f"raygan-{study}-{study_hash}"
 
 
-def shown(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", url)
+shown = without_password  # the URL as messages show it
 
 
 def open_storage(url: str) -> RDBStorage:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from raygan.errors import RayganError
+from raygan.errors import RayganError, without_password
 from raygan.study import (
     Study,
     estimate_worker_hours,
@@ -182,8 +181,7 @@ def main(study: Study, argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Errors name the command as it was run: a study is often one line of a longer script or job.
     # passwords in URLs (--optuna-storage postgresql://user:pw@host/db) never reach a message
-    shown = [re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", a) for a in argv]
-    command = " ".join([f"python studies/{study.name}.py", *map(shlex.quote, shown)])
+    command = " ".join([f"python studies/{study.name}.py", *map(shlex.quote, map(without_password, argv))])
     parser = _Parser(
         command,
         prog=f"python studies/{study.name}.py",

@@ -570,16 +570,6 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
     return study_dir
 
 
-def _flat_config(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def same_trials(saved: dict, plan: Plan) -> bool:
     """Whether a saved grid study's trials are the plan's, written before config fields were added:
     the same keys, factors and values, except new fields that hold their default (and so train
@@ -587,11 +577,13 @@ def same_trials(saved: dict, plan: Plan) -> bool:
     saved_list = saved.get("trial_list")
     if plan.study.is_search or not saved_list or len(saved_list) != len(plan.trials):
         return False
-    defaults = _flat_config(RunConfig.from_dict({}).to_dict())
+    from raygan.results import _flatten  # results imports this module: imported here
+
+    defaults = _flatten(RunConfig.from_dict({}).to_dict(), "")
     for old, new in zip(saved_list, plan.trials):
         if old["key"] != new.key or old["factors"] != new.factors:
             return False
-        before, now = _flat_config(old["config"]), _flat_config(new.config)
+        before, now = _flatten(old["config"], ""), _flatten(new.config, "")
         if set(before) - set(now):
             return False
         if any(now[k] != (before[k] if k in before else defaults.get(k, object())) for k in now):
@@ -694,16 +686,18 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     options.check()
     study_dir = check_study_dir(plan, options)
     plan = reconcile(plan, options)
+    optuna = None
     if plan.study.is_search and options.optuna_storage:
         # a server named by the user is checked before Ray starts or a study directory is written
-        _optuna_storage(plan, options, study_dir)
+        optuna = _optuna_storage(plan, options, study_dir)
     # Tune's own TensorBoard logger would put a second HParams entry beside each trial's writer;
     # keep Tune's CSV/JSON logs, and let raygan's writer own TensorBoard (trials/<key>/tensorboard).
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     _init_ray(options.address)
     study_dir = prepare_study_dir(plan, options)  # after joining Ray: a bad --address leaves no study behind
-    optuna = _optuna_storage(plan, options, study_dir) if plan.study.is_search else None
+    if plan.study.is_search and optuna is None:  # the default SQLite file needs the study directory
+        optuna = _optuna_storage(plan, options, study_dir)
     from raygan.export import log_driver
 
     log_driver(study_dir, "start", resume=options.resume)  # wall time and machine, for the committed results

@@ -42,6 +42,15 @@ def records(study_dir: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json")}
 
 
+def wait_for_records(driver: subprocess.Popen, study_dir: Path, count: int, timeout: float = 400) -> None:
+    """Until ``count`` trials have records (the driver still running), e.g. to kill it then."""
+    deadline = time.time() + timeout
+    while len(records(study_dir)) < count:
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(0.5)
+
+
 def test_bn_ablation_smoke_end_to_end(ray_cluster, tmp_path):
     out, summary = finish(study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3",
                                 "--storage", str(tmp_path), cluster=ray_cluster))
@@ -87,11 +96,7 @@ def test_killed_driver_resumes_without_lost_or_repeated_trials(ray_cluster, tmp_
             "--max-concurrent", "1", "--storage", str(tmp_path)]
     study_dir = tmp_path / "bn_ablation"
     first = study(*args, cluster=ray_cluster)
-    deadline = time.time() + 400
-    while len(records(study_dir)) < 2:
-        assert first.poll() is None, first.communicate()[1][-3000:]
-        assert time.time() < deadline, "no trial finished in time"
-        time.sleep(0.5)
+    wait_for_records(first, study_dir, 2)
     before = records(study_dir)
     finished_mtimes = {k: (study_dir / "trials" / k / "metrics.json").stat().st_mtime for k in before}
     first.send_signal(signal.SIGKILL)
@@ -158,11 +163,7 @@ def test_an_interrupted_search_resumes_the_same_optuna_study_without_lost_or_rep
             "--storage", str(tmp_path)]
     study_dir = tmp_path / "hpo"
     first = study(*args, cluster=ray_cluster)
-    deadline = time.time() + 400
-    while len(records(study_dir)) < 2:
-        assert first.poll() is None, first.communicate()[1][-3000:]
-        assert time.time() < deadline, "no trial finished in time"
-        time.sleep(0.5)
+    wait_for_records(first, study_dir, 2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert len(records(study_dir)) < 4, "the search finished before the kill; nothing to resume"
