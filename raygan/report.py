@@ -252,6 +252,95 @@ def render_verdicts(entries: list[dict], row_factors: list[str], fmt: str) -> st
     return "\n".join(lines + [""] + notes) + "\n"
 
 
+# A head-to-head is called only with at least this many paired seeds (GAN runs move by several
+# hundredths of AUROC with the seed alone) and when the mean difference is beyond 2 standard errors.
+VERSUS_MIN_SEEDS = 3
+
+
+def versus_rows(info: dict, rows: list[dict], versus: tuple[str, object, object], metric: str = "auroc") -> list[dict]:
+    """The study's head-to-head ``(factor, a, b)``: for every cell of the other factors (dataset,
+    class, ...), a − b in points of test AUROC paired by seed (only seeds both finished), its mean
+    and standard error over the pairs, wins of a; then one 'avg' entry per dataset over its classes
+    (mean of the class means; SE combined from the classes' SEs). The call: 'a better' or 'b
+    better' when |mean| > 2 SE with at least VERSUS_MIN_SEEDS pairs in every class, else 'not
+    separable' (or 'too few seeds')."""
+    name, a, b = versus
+    trial_list = info.get("trial_list") or []
+    factor_names = (list(trial_list[0]["factors"]) if trial_list
+                    else sorted({k.removeprefix("factor.") for r in rows for k in r if k.startswith("factor.")}))
+    others = [f for f in factor_names if f not in (name, "seed")]
+    values: dict[tuple, dict[object, dict[int, float]]] = {}
+    for r in rows:
+        value = r.get(metric)
+        if r["status"] != "finished" or value is None or math.isnan(value) or r[f"factor.{name}"] not in (a, b):
+            continue
+        cell = tuple(r[f"factor.{f}"] for f in others)
+        values.setdefault(cell, {a: {}, b: {}})[r[f"factor.{name}"]][r["factor.seed"]] = 100 * value
+    # cells in the study's trial order, whatever the order of the records
+    order = {c: i for i, c in enumerate(dict.fromkeys(tuple(t["factors"][f] for f in others) for t in trial_list))}
+    out, by_group = [], {}
+    for cell, sides in sorted(values.items(), key=lambda item: order.get(item[0], len(order))):
+        seeds = sorted(set(sides[a]) & set(sides[b]))
+        if not seeds:
+            continue
+        diffs = [sides[a][s] - sides[b][s] for s in seeds]
+        mean = statistics.fmean(diffs)
+        se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+        entry = {"cell": dict(zip(others, cell)), "a": statistics.fmean(sides[a][s] for s in seeds),
+                 "b": statistics.fmean(sides[b][s] for s in seeds), "delta": mean, "se": se, "pairs": len(seeds),
+                 "wins": sum(d > 0 for d in diffs), "of": len(diffs), "call": _versus_call(mean, se, len(seeds), versus)}
+        out.append(entry)
+        group = tuple(v for f, v in entry["cell"].items() if f != "class_index")
+        by_group.setdefault(group, []).append(entry)
+    for group, entries in by_group.items():
+        if len(entries) < 2:
+            continue
+        mean = statistics.fmean(e["delta"] for e in entries)
+        se = (math.sqrt(math.fsum(e["se"] ** 2 for e in entries)) / len(entries)
+              if all(e["se"] is not None for e in entries) else None)
+        pairs = min(e["pairs"] for e in entries)
+        cell = {**dict(zip([f for f in others if f != "class_index"], group)), "class_index": "avg"}
+        out.append({"cell": {f: cell[f] for f in others}, "a": statistics.fmean(e["a"] for e in entries),
+                    "b": statistics.fmean(e["b"] for e in entries), "delta": mean, "se": se,
+                    "pairs": pairs, "wins": sum(e["wins"] for e in entries), "of": sum(e["of"] for e in entries),
+                    "call": _versus_call(mean, se, pairs, versus)})
+    return out
+
+
+def _versus_call(mean: float, se: float | None, pairs: int, versus: tuple) -> str:
+    _, a, b = versus
+    if pairs < VERSUS_MIN_SEEDS or se is None:
+        return f"too few seeds (< {VERSUS_MIN_SEEDS})"
+    if abs(mean) <= 2 * se:
+        return "not separable"
+    return f"{_label(a)} better" if mean > 0 else f"{_label(b)} better"
+
+
+def render_versus(entries: list[dict], versus: tuple, fmt: str) -> str:
+    name, a, b = versus
+    cols = list(entries[0]["cell"]) if entries else []
+    header = [*("class" if c == "class_index" else c for c in cols), _label(a), _label(b), f"Δ ({_label(a)} − {_label(b)})", "SE", "seeds", f"{_label(a)} wins", "call"]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(header)
+        for e in entries:
+            writer.writerow([*map(_label, e["cell"].values()), _num(e["a"]), _num(e["b"]), _num(e["delta"]),
+                             _num(e["se"]), e["pairs"], e["wins"], e["call"]])
+        return out.getvalue()
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for e in entries:
+        lines.append("| " + " | ".join([
+            *map(_label, e["cell"].values()), _cell(e["a"], None), _cell(e["b"], None), f"{e['delta']:+.1f}",
+            f"{e['se']:.1f}" if e["se"] is not None else "—", str(e["pairs"]), f"{e['wins']}/{e['of']}",
+            f"**{e['call']}**" if e["call"].endswith("better") else e["call"],
+        ]) + " |")
+    note = (f"Head-to-head {name} {_label(a)} vs {_label(b)}: test AUROC (%) at the validation-selected epoch, "
+            f"paired by seed (seeds both finished); Δ mean and SE over the pairs (avg: over classes, SE combined); "
+            f"called when |Δ| > 2 SE with at least {VERSUS_MIN_SEEDS} seeds in every class")
+    return "\n".join(lines + ["", note]) + "\n"
+
+
 def render_grid(header: list[str], body: list[dict], notes: list[str], fmt: str) -> str:
     if fmt == "csv":
         out = io.StringIO()
@@ -409,6 +498,10 @@ def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, s
     entries = verdict_rows(info, rows, study)
     if any(e["paper"] is not None for e in entries):  # digits and other sets without paper numbers: none
         parts.append(render_verdicts(entries, info.get("rows") or ["dataset"], fmt))
+    if study is not None and study.versus is not None:
+        head_to_head = versus_rows(info, rows, study.versus)
+        if head_to_head:
+            parts.append(render_versus(head_to_head, study.versus, fmt))
     if same_score:
         from raygan.same_score import with_same_score
 

@@ -165,6 +165,16 @@ class Study:
     # with a dot are config keys, others are recorded only.
     search_space: Callable[[Any, Profile], dict | None] | None = None
     folder_datasets: Mapping[str, FolderDataset] = field(default_factory=dict)  # names usable in profiles
+    # A head-to-head the report adds: (factor, a, b), e.g. ("method", "agad", "ganomaly"): a − b
+    # paired by seed on each class (raygan.report.versus_rows).
+    versus: tuple[str, Any, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.versus is not None:
+            name, a, b = self.versus
+            factor = next((f for f in self.factors if f.name == name), None)
+            if factor is None or a not in factor.values or b not in factor.values or a == b:
+                raise ValueError(f"study {self.name}: versus {self.versus} needs two values of one of its factors")
 
     @property
     def is_search(self) -> bool:

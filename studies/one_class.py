@@ -90,6 +90,7 @@ STUDY = Study(
     factors=(Factor("method", METHODS, key="method", label="Method"),),
     configure=agad_generator,
     rows=("method",),
+    versus=("method", "agad", "ganomaly"),  # the README's question: does AGAD beat GANomaly here?
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=10,  # 2 steps an epoch

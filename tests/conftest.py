@@ -8,12 +8,38 @@ from dataclasses import dataclass, field
 import pytest
 
 
+@pytest.fixture(scope="session")
+def searched_config_file(tmp_path_factory):
+    return write_search_best_config(tmp_path_factory.mktemp("searched") / "best_config.json")
+
+
 @pytest.fixture(autouse=True)
-def isolated_data_env(tmp_path, monkeypatch):
-    """Tests never read the user's cache or $RAYGAN_DATA unless they set them."""
+def isolated_data_env(tmp_path, monkeypatch, searched_config_file):
+    """Tests never read the user's cache or $RAYGAN_DATA unless they set them, and hpo_confirm
+    confirms a search configuration of the test's own (not the committed results/hpo-cpu)."""
     monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RAYGAN_DATA", raising=False)
     monkeypatch.setenv("RAYGAN_STORAGE", str(tmp_path / "studies"))
+    monkeypatch.setenv("RAYGAN_CONFIRM_CONFIG", str(searched_config_file))
+
+
+# What `raygan report` writes as a search's best_config.json: a complete AGAD RunConfig whose
+# searched values differ from the paper's defaults.
+SEARCHED = {"method": "agad", "data": {"dataset": "fashion_mnist", "class_index": 8},
+            "model": {"latent_size": 50, "backbone": "naive", "bn_strategy": "advprop"},
+            "loss": {"adversarial_weight": 0.3, "contextual_weight": 120.0, "contextual_adversarial_weight": 4.0,
+                     "latent_weight": 0.7, "detach_pseudo_anomaly": False},
+            "train": {"lr": 6e-4, "epochs": 5, "batch_size": 64}}
+
+
+def write_search_best_config(path):
+    import json
+
+    from raygan.config import RunConfig
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(RunConfig.from_dict(SEARCHED).to_dict(), indent=1))
+    return path
 
 
 @dataclass

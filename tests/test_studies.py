@@ -37,6 +37,7 @@ PAPER_TRIALS = {
     "backbones": 450,  # 50 classes x 3 generators
     "latent_size": 210,  # 10 classes x 7 sizes
     "ganomaly_weights": 480,  # 10 classes x 16 weightings
+    "hpo_confirm": 60,  # no paper table: 10 classes x 2 methods, the paper profile's budget
 }
 # Rows of each paper table (dataset, *study.rows) and how many of them the paper gives a number for.
 PAPER_ROWS = {
@@ -48,6 +49,7 @@ PAPER_ROWS = {
     "backbones": (12, 12),
     "latent_size": (7, 0),  # papers/002 gives the best size only
     "ganomaly_weights": (16, 0),
+    "hpo_confirm": (2, 0),  # the searched AGAD and GANomaly, ours only
 }
 MEDICAL_CLASSES = {
     "alzheimers": ("split", ["MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented"]),
@@ -496,23 +498,24 @@ def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_
     assert "| fashion_mnist | yes | no | 0 | avg | 98.0±1.4 | 2 | — | 98.3 | -0.3 | 1.4 | **reproduced** |" in table
 
 
-def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float]) -> Path:
-    """A one_class study directory (F-MNIST cpu profile trials) with the given (method, class, seed)
-    AUROCs as records, as the Tune layer writes them; no training."""
+def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float], name: str = "one_class") -> Path:
+    """A one_class (or another method-by-class study's) directory of its cpu profile's trials with
+    the given (method, class, seed) AUROCs as records, as the Tune layer writes them; no training."""
     from raygan.tuning import STUDY_FILE, write_record
 
-    study = STUDIES.get("one_class")
-    trials = [t for t in expand(study, study.profile("cpu"))
+    study = STUDIES.get(name)
+    profile = narrow_profile(study.profile("cpu"), classes=sorted({c for _, c, _ in aurocs}))
+    trials = [t for t in expand(study, profile)
               if (t.factors["method"], t.factors["class_index"], t.factors["seed"]) in aurocs]
-    study_dir = tmp_path / "one_class"
+    study_dir = tmp_path / name
     study_dir.mkdir(parents=True)
     (study_dir / STUDY_FILE).write_text(json.dumps({
-        "study": "one_class", "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
+        "study": name, "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
         "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
     for t in trials:
         auroc = aurocs[t.factors["method"], t.factors["class_index"], t.factors["seed"]]
         write_record(study_dir, {
-            "study": "one_class", "study_hash": "h", "profile": "cpu", "trial_key": t.key, "trial_id": t.key,
+            "study": name, "study_hash": "h", "profile": "cpu", "trial_key": t.key, "trial_id": t.key,
             "status": "finished", "error": None, "factors": t.factors, "config": t.config,
             "metrics": {"auroc": auroc, "auroc_val": auroc, "auroc_last": auroc - 0.05, "selected_epoch": 1,
                         "epochs": 5, "auroc_best_test_optimistic": auroc + 0.01},
@@ -575,3 +578,80 @@ def test_report_puts_the_papers_class_by_class_row_under_ours(tmp_path):
     assert "paper: papers/004 Table 9" in table
     header, row = report(study_dir, "csv").splitlines()[:2]
     assert header.endswith("delta,paper class 0,paper class 7") and row.endswith(",-5,99.9,73.8")
+
+
+def test_hpo_confirm_trains_the_searched_agad_beside_ganomaly_on_one_class_splits():
+    from conftest import SEARCHED
+
+    study = STUDIES.get("hpo_confirm")
+    trials = expand(study, study.profile("cpu"))
+    assert sorted((t.factors["class_index"], t.factors["method"], t.factors["seed"]) for t in trials) == sorted(
+        (c, m, s) for c in (2, 6, 8) for m in ("agad", "ganomaly") for s in (0, 1, 2))
+    one_class = {t.key: t.config for t in expand(STUDIES.get("one_class"), STUDIES.get("one_class").profile("cpu"))}
+    for t in trials:
+        config = t.config
+        assert config["data"]["class_index"] == t.factors["class_index"] and config["data"]["seed"] == t.factors["seed"]
+        assert config["train"]["epochs"] == 5 and config["train"]["batch_size"] == 64  # the profile's budget
+        if t.factors["method"] == "agad":  # the searched sections, not the search's class or epochs
+            assert {k: config["model"][k] for k in SEARCHED["model"]} == SEARCHED["model"]
+            assert {k: config["loss"][k] for k in SEARCHED["loss"]} == SEARCHED["loss"]
+            assert config["train"]["lr"] == SEARCHED["train"]["lr"] and config["data"]["dataset"] == "fashion_mnist"
+        else:  # GANomaly exactly as one_class cpu trains it: its seed-0 trials are the same runs
+            key = f"fashion_mnist-c{t.factors['class_index']}-methodganomaly-s{t.factors['seed']}"
+            if key in one_class:
+                assert config == one_class[key]
+            assert config["train"]["lr"] == 2e-4 and config["model"]["latent_size"] == 100
+
+
+def test_hpo_confirm_says_which_search_config_it_needs(tmp_path, monkeypatch):
+    study = STUDIES.get("hpo_confirm")
+    monkeypatch.setenv("RAYGAN_CONFIRM_CONFIG", str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match=r"missing.json does not exist: run the search \(python studies/hpo.py "
+                                          r"--profile cpu\) and export it .* or set RAYGAN_CONFIRM_CONFIG"):
+        expand(study, study.profile("cpu"))
+    (tmp_path / "bad.json").write_text('{"method": "agad", "model": {}}')
+    monkeypatch.setenv("RAYGAN_CONFIRM_CONFIG", str(tmp_path / "bad.json"))
+    with pytest.raises(ConfigError, match=r"bad.json is not a search's best_config.json"):
+        expand(study, study.profile("cpu"))
+    (tmp_path / "gan.json").write_text(json.dumps({"method": "ganomaly", "model": {}, "loss": {}, "train": {"lr": 1}}))
+    monkeypatch.setenv("RAYGAN_CONFIRM_CONFIG", str(tmp_path / "gan.json"))
+    with pytest.raises(ConfigError, match=r"configures method 'ganomaly'; hpo_confirm confirms an AGAD search"):
+        expand(study, study.profile("cpu"))
+    monkeypatch.delenv("RAYGAN_CONFIRM_CONFIG")
+    result = subprocess.run([sys.executable, "studies/hpo_confirm.py", "--profile", "paper", "--dry-run"],
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={k: v for k, v in __import__("os").environ.items() if k != "RAYGAN_CONFIRM_CONFIG"})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "results/hpo-paper/best_config.json does not exist" in result.stderr
+
+
+def test_head_to_head_pairs_by_seed_and_calls_only_beyond_two_standard_errors_with_three_seeds(tmp_path):
+    from raygan.report import report, versus_rows
+    from raygan.results import read_results
+
+    # class 2: AGAD ahead by 2, 3, 4 points (mean 3, SE 1/sqrt(3) = 0.577): called; class 6: +1, -1, +0.5
+    # (mean 0.167, SE 0.601): not separable; class 8: one seed only
+    aurocs = {}
+    for seed, (a2, a6) in enumerate([(0.92, 0.81), (0.93, 0.79), (0.94, 0.805)]):
+        aurocs.update({("agad", 2, seed): a2, ("ganomaly", 2, seed): 0.90, ("agad", 6, seed): a6,
+                       ("ganomaly", 6, seed): 0.80})
+    aurocs.update({("agad", 8, 0): 0.95, ("ganomaly", 8, 0): 0.85})
+    study_dir = _fake_one_class_dir(tmp_path, aurocs, name="hpo_confirm")
+    info, rows = read_results(study_dir)
+    entries = {e["cell"]["class_index"]: e for e in versus_rows(info, rows, ("method", "agad", "ganomaly"))}
+    assert set(entries) == {2, 6, 8, "avg"}
+    assert entries[2]["delta"] == pytest.approx(3.0) and entries[2]["se"] == pytest.approx(1 / math.sqrt(3))
+    assert entries[2]["call"] == "agad better" and entries[2]["wins"] == 3 and entries[2]["pairs"] == 3
+    assert entries[6]["delta"] == pytest.approx(0.5 / 3) and entries[6]["call"] == "not separable"
+    assert entries[8]["delta"] == pytest.approx(10.0) and entries[8]["se"] is None
+    assert entries[8]["call"] == "too few seeds (< 3)"
+    # the average over classes: called only if every class has 3 seeds (class 8 has one)
+    assert entries["avg"]["delta"] == pytest.approx((3.0 + 0.5 / 3 + 10.0) / 3)
+    assert entries["avg"]["call"] == "too few seeds (< 3)" and entries["avg"]["wins"] == 6
+    # reversing the order of the trials' records changes nothing (pairs are by seed, not by position)
+    assert versus_rows(info, rows[::-1], ("method", "agad", "ganomaly")) == list(entries.values())
+    table = report(study_dir)
+    assert "| dataset | class | agad | ganomaly | Δ (agad − ganomaly) | SE | seeds | agad wins | call |" in table
+    assert "| fashion_mnist | 2 | 93.0 | 90.0 | +3.0 | 0.6 | 3 | 3/3 | **agad better** |" in table
+    assert "| fashion_mnist | 6 | 80.2 | 80.0 | +0.2 | 0.6 | 3 | 2/3 | not separable |" in table
+    assert "fashion_mnist,8,95,85,10,,1,1,too few seeds (< 3)" in report(study_dir, "csv")
