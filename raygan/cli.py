@@ -456,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raygan: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("raygan: interrupted", file=sys.stderr)
+        hint = "; continue with the same command plus --resume" if args.command == "study" else ""
+        print(f"raygan: interrupted{hint}", file=sys.stderr)
         return 130
     except ImportError as exc:
         # The core needs neither; only --workers, studies and Tune do (imported lazily there).

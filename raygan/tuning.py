@@ -465,6 +465,12 @@ class _RecorderState:
         error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
         record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
                               trial.last_result)
+        if record["status"] == "stopped" and setup["kind"] == "grid":
+            # No scheduler stops a grid trial: one that ended short was ended by the driver (Ctrl-C
+            # makes Tune end running trials gracefully). Unrecorded, --resume continues it.
+            done = record["metrics"].get("epochs", (trial.last_result or {}).get("epochs_done", 0))
+            self.status.print(f"{key} interrupted after {done} epoch(s): not recorded; --resume continues it")
+            return
         write_record(study_dir, record)
         if record["status"] == "finished":
             prune_checkpoints(study_dir / TRIALS_DIR / key, _DRIVER["keep_checkpoints"])
@@ -746,7 +752,17 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         grid = tuner.fit()
     _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
     log_driver(study_dir, "end")
+    if setup["kind"] == "grid":
+        recorded = {r["trial_key"] for r in load_records(study_dir)[0]}
+        unended = [t.key for t in plan.trials if t.key not in recorded]
+        if unended:  # Tune returns normally after Ctrl-C; the study did not end
+            raise StudyInterrupted(f"{len(unended)} of {len(plan.trials)} trials not ended")
     return study_dir
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """The driver was interrupted (Ctrl-C, SIGINT) and Tune ended the running trials early; they
+    are not recorded, and --resume continues them from their checkpoints."""
 
 
 def resume_summary(study_dir: Path, plan: Plan) -> str:
@@ -923,6 +939,8 @@ def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid, keep_checkpoints
         status = "failed" if result.error is not None else "terminated"
         error = _error_message(study_dir / TRIALS_DIR / key, _Ended) if status == "failed" else None
         record = trial_record(study_dir, plan_info, key, _Ended.trial_id, status, error, factors, cfg, metrics)
+        if record["status"] == "stopped" and setup["kind"] == "grid":
+            continue  # ended short by an interrupted driver (see _RecorderState.write): --resume continues it
         write_record(study_dir, record)
         if record["status"] == "finished":
             prune_checkpoints(study_dir / TRIALS_DIR / key, keep_checkpoints)

@@ -36,6 +36,7 @@ yaml = pytest.importorskip("yaml")
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 SMOKE_KEYS = 6  # bn_ablation smoke: γ ∈ {0, .1} × AdvProp × Freeze (Freeze only at γ > 0)
+SUPERVISION_SMOKE_KEYS = 3  # supervision smoke: digits class 3, three γ
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,9 +306,9 @@ class Cluster:
         os.kill(node.raylet_pid(), signal.SIGKILL)
         node.stop()
 
-    def submit(self, *args: str, log: Path) -> subprocess.Popen:
+    def submit(self, *args: str, log: Path, study: str = "bn_ablation") -> subprocess.Popen:
         command = [RAY, "job", "submit", "--address", self.dashboard, "--working-dir", str(ROOT), "--",
-                   "python", "studies/bn_ablation.py", "--profile", "smoke", "--address", "auto", *args]
+                   "python", f"studies/{study}.py", "--profile", "smoke", "--address", "auto", *args]
         return subprocess.Popen(command, env=self.env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                 text=True, cwd=ROOT)
 
@@ -367,11 +368,11 @@ def finish(job: subprocess.Popen, log: Path, timeout: float = 400) -> str:
     return log.read_text()
 
 
-def check_complete(study_dir: Path, epochs: int) -> list[dict]:
+def check_complete(study_dir: Path, epochs: int, trials: int = SMOKE_KEYS) -> list[dict]:
     """Every trial of the study's list exactly once in results.parquet, each epoch trained once."""
     pq = pytest.importorskip("pyarrow.parquet")
     expected = sorted(t["key"] for t in json.loads((study_dir / "study.json").read_text())["trial_list"])
-    assert len(expected) == SMOKE_KEYS
+    assert len(expected) == trials
     rows = pq.read_table(study_dir / "results.parquet").to_pylist()
     assert sorted(r["trial_key"] for r in rows) == expected
     assert all(r["status"] == "finished" and r["error"] is None and r["epochs"] == epochs for r in rows)
@@ -382,15 +383,17 @@ def check_complete(study_dir: Path, epochs: int) -> list[dict]:
 
 @pytest.mark.slow
 def test_driver_killed_on_the_cluster_resumes(two_nodes, tmp_path):
+    """kill -9 of a study's driver, a `ray job submit` entrypoint on a two-node cluster, once a
+    trial has finished; --resume as a new job keeps what finished and trains the rest."""
     cluster = two_nodes
     cluster.second()
     storage = tmp_path / "studies"
-    study_dir = storage / "bn_ablation"
+    study_dir = storage / "supervision"
     args = ("--epochs", "2", "--storage", str(storage))
-    first = cluster.submit(*args, log=tmp_path / "first.log")
+    first = cluster.submit(*args, log=tmp_path / "first.log", study="supervision")
     try:
         deadline = time.time() + 300
-        while len(records(study_dir)) < 2:
+        while len(records(study_dir)) < 1:
             assert first.poll() is None, (tmp_path / "first.log").read_text()[-4000:]
             assert time.time() < deadline, "no trial finished in time"
             time.sleep(0.2)
@@ -398,20 +401,20 @@ def test_driver_killed_on_the_cluster_resumes(two_nodes, tmp_path):
         # `ray job submit` client, which names the same script)
         head = cluster.head.pids()
         (driver,) = [pid for pid, (_, _, cmd) in _processes().items()
-                     if pid in head and cmd.startswith("python studies/bn_ablation.py") and str(storage) in cmd]
+                     if pid in head and cmd.startswith("python studies/supervision.py") and str(storage) in cmd]
         before = records(study_dir)
         os.kill(driver, signal.SIGKILL)
         out = finish(first, tmp_path / "first.log", timeout=120)
     finally:
         if first.poll() is None:
             first.kill()
-    assert len(before) < SMOKE_KEYS, "the study finished before the kill; nothing to resume"
+    assert len(before) < SUPERVISION_SMOKE_KEYS, "the study finished before the kill; nothing to resume"
     assert "succeeded" not in out
 
-    second = cluster.submit(*args, "--resume", log=tmp_path / "second.log")
+    second = cluster.submit(*args, "--resume", log=tmp_path / "second.log", study="supervision")
     out = finish(second, tmp_path / "second.log")
     assert second.returncode == 0 and "succeeded" in out, out[-4000:]
-    rows = check_complete(study_dir, 2)
+    rows = check_complete(study_dir, 2, SUPERVISION_SMOKE_KEYS)
     assert {r["node_id"] for r in rows} <= {n.node_id for n in cluster.nodes}
     after = records(study_dir)
     for key, record in before.items():  # finished before the kill: kept, not trained again

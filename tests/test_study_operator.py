@@ -64,10 +64,13 @@ def _records(study_dir: Path) -> dict[str, dict]:
     return out
 
 
-def test_a_killed_study_resumes_with_an_honest_summary_and_counter(ray_cluster, tmp_path):
-    """kill -9 of the driver once one trial finished and the next has a checkpoint; --resume says
-    so, counts on from there, prints no Tune warnings about missing result files, and records again
-    a finished trial whose record was damaged meanwhile."""
+def test_an_interrupted_study_resumes_with_an_honest_summary_and_counter(ray_cluster, tmp_path):
+    """Ctrl-C (SIGINT) of the driver once one trial finished and the next has a checkpoint: Tune
+    ends the running trial early, which is not recorded (it would read as an ASHA stop) and the
+    driver exits 130 saying how to resume; --resume says what it found, counts on from there,
+    prints no Tune warnings about missing result files, records again a finished trial whose record
+    was damaged meanwhile without training it again, continues the interrupted one from its
+    checkpoint, and ends with every trial exactly once. (kill -9 of a driver: test_cluster.py.)"""
     import re
     import signal
     import time
@@ -89,11 +92,18 @@ def test_a_killed_study_resumes_with_an_honest_summary_and_counter(ray_cluster, 
         assert first.poll() is None, first.communicate()[1][-3000:]
         assert time.time() < deadline, "no trial finished and none checkpointed in time"
         time.sleep(0.2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 130, err[-3000:]
+    assert f"raygan: interrupted; continue with the same command plus --resume ({study_dir})" in err, err[-3000:]
+    assert all(r["status"] == "finished" for r in _records(study_dir).values())  # nothing recorded as stopped
     before = _records(study_dir)
-    (done_key,) = before
+    # Tune's graceful stop may let the interrupted trial finish its last epoch: then it is recorded
+    # finished, and only the third trial is left
+    assert len(before) in (1, 2), before
+    done_key = min(before, key=lambda k: before[k]["recorded_at"])
     assert {p.name for p in (study_dir / "trials" / done_key / "checkpoints").iterdir()} == {"selected.pt"}
+    done_mtime = (study_dir / "trials" / done_key / "metrics.json").stat().st_mtime
     record_file = study_dir / "rows" / f"{done_key}.json"
     before_history = before[done_key]["history"]
     record_file.write_text(record_file.read_text()[:50])  # damaged meanwhile
@@ -101,18 +111,24 @@ def test_a_killed_study_resumes_with_an_honest_summary_and_counter(ray_cluster, 
     second = study(sys.executable, *args, "--resume", cluster=ray_cluster)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-4000:]
-    # The killed driver's trial process may finish the interrupted trial before Ray ends it: then
-    # it is found finished (all epochs done, not recorded yet) rather than continuing.
+    # The interrupted trial's process may also finish it before Ray ends it, unrecorded: then it is
+    # found finished (all epochs done) rather than continuing.
     summary = re.search(r"resuming study supervision, profile smoke, 3 trials: (1 finished \(kept, not trained again\), "
                         r"1 continues from a checkpoint \(epochs done: [12]/3\)|2 finished \(kept, not trained again\), "
                         r"0 continue from a checkpoint), 1 starts fresh", err)
     assert summary, err
-    assert set(re.findall(r"^\[\d/3\]", err, re.M)) == {"[2/3]", "[3/3]"}, err  # counts on from the finished one
+    counted = {f"[{i}/3]" for i in range(len(before) + 1, 4)}  # counts on from the recorded ones
+    assert set(re.findall(r"^\[\d/3\]", err, re.M)) == counted, err
     assert "Failed to fetch metrics" not in err and "Traceback" not in err, err
     assert json.loads(out.strip().splitlines()[-1])["finished"] == 3
     after = _records(study_dir)
     assert after[done_key] is not None and after[done_key]["status"] == "finished"  # recorded again
     assert after[done_key]["history"] == before_history  # not trained again
+    assert (study_dir / "trials" / done_key / "metrics.json").stat().st_mtime == done_mtime
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    assert sorted(r["trial_key"] for r in rows) == sorted(after)  # every trial exactly once
     for key, record in after.items():  # every epoch trained once: the interrupted one continued
         assert [h["epoch"] for h in record["history"]] == [0, 1, 2], key
         assert {p.name for p in (study_dir / "trials" / key / "checkpoints").iterdir()} == {"selected.pt"}
@@ -185,7 +201,10 @@ def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
 
     from ray.util.state import list_actors, list_placement_groups
 
-    from raygan.tuning import RunOptions, run_plan
+    import argparse
+
+    from raygan.study_cli import add_study_arguments, options_from
+    from raygan.tuning import run_plan
 
     def alive() -> Counter:
         actors = list_actors(address=ray_cluster, filters=[("state", "=", "ALIVE")], limit=1000)
@@ -193,10 +212,17 @@ def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
 
     before = alive()
     plan = tiny_plan("ddp_probe", epochs=1, lrs=(0.001, 0.002))
-    study_dir = run_plan(plan, RunOptions(storage=tmp_path, workers_per_trial=2, cpus_per_worker=0.9,
-                                          max_concurrent=1))
+    # the study scripts' own flags make the options (what `--workers-per-trial 2` runs)
+    parser = argparse.ArgumentParser()
+    add_study_arguments(parser)
+    options = options_from(parser.parse_args(["--workers-per-trial", "2", "--cpus-per-worker", "0.9",
+                                              "--max-concurrent", "1", "--storage", str(tmp_path)]))
+    assert options.workers_per_trial == 2 and options.cpus_per_worker == 0.9
+    study_dir = run_plan(plan, options)
     records = [json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json")]
     assert [r["status"] for r in records] == ["finished"] * 2
+    for r in records:
+        assert r["metrics"]["epochs"] == 1 and 0 <= r["metrics"]["auroc"] <= 1
     # Ray Train's cluster-wide AutoscalingCoordinator (a named, detached singleton that every Train
     # run reuses) may stay; nothing may stay per trial.
     left = alive() - before - Counter({"_AutoscalingCoordinatorActor": 1})

@@ -1,5 +1,6 @@
-"""Studies run for real on the session's local Ray: the bn_ablation smoke study end to end, resume
-after the driver is killed, the Optuna/ASHA search, a DDP trial, and a failing trial recorded.
+"""Studies run for real on the session's local Ray: the bn_ablation smoke study end to end, the
+Optuna/ASHA search and its resume after a kill, a failing trial recorded, figures, export and
+resume from an export (a grid study's resume after Ctrl-C and DDP trials: test_study_operator.py).
 
 Drivers are subprocesses that join the session's Ray with --address (as a user would run a study
 against a running cluster), so killing one never leaves Ray processes of its own behind.
@@ -91,34 +92,21 @@ def test_bn_ablation_smoke_end_to_end(ray_cluster, tmp_path):
         assert hparams and any(b"advprop" in content for content in hparams.values())
 
 
-def test_killed_driver_resumes_without_lost_or_repeated_trials(ray_cluster, tmp_path):
-    args = [sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "2",
-            "--max-concurrent", "1", "--storage", str(tmp_path)]
-    study_dir = tmp_path / "bn_ablation"
+def test_a_search_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
+    """The hpo smoke search (Optuna TPE + ASHA), its driver killed after two trials and resumed: the
+    same Optuna study (in the study directory's SQLite file) holds every Tune trial exactly once
+    with its results row's value; then the search's report, best configuration and best trial."""
+    import optuna
+
+    args = [sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path)]
+    study_dir = tmp_path / "hpo"
     first = study(*args, cluster=ray_cluster)
     wait_for_records(first, study_dir, 2)
-    before = records(study_dir)
-    finished_mtimes = {k: (study_dir / "trials" / k / "metrics.json").stat().st_mtime for k in before}
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert len(before) < SMOKE_TRIALS, "the study finished before the kill; nothing to resume"
+    assert len(records(study_dir)) < 4, "the search finished before the kill; nothing to resume"
 
-    _, summary = finish(study(*args, "--resume", cluster=ray_cluster))
-    after = records(study_dir)
-    assert summary["finished"] == SMOKE_TRIALS and len(after) == SMOKE_TRIALS
-    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
-    assert sorted(r["trial_key"] for r in rows) == sorted(after)  # every trial exactly once
-    for key, record in before.items():  # finished before the kill: kept, not trained again
-        assert after[key]["recorded_at"] == record["recorded_at"]
-        assert (study_dir / "trials" / key / "metrics.json").stat().st_mtime == finished_mtimes[key]
-    for key in after:  # every trial trained each epoch exactly once
-        assert [h["epoch"] for h in after[key]["history"]] == [0, 1], key
-
-
-def test_search_with_optuna_and_asha(ray_cluster, tmp_path):
-    out, summary = finish(study(sys.executable, "-m", "raygan", "study", "run", "hpo", "--profile", "smoke",
-                                "--storage", str(tmp_path), cluster=ray_cluster))
-    study_dir = tmp_path / "hpo"
+    out, summary = finish(study(*args, "--resume", cluster=ray_cluster))
     assert summary["trials"] == 4 and summary["failed"] == 0 and summary["finished"] + summary["stopped"] == 4
     rows = pq.read_table(study_dir / "results.parquet").to_pylist()
     for r in rows:
@@ -127,24 +115,30 @@ def test_search_with_optuna_and_asha(ray_cluster, tmp_path):
         assert r["loss.adversarial_weight"] == pytest.approx(r["factor.loss.adversarial_weight"])
         assert (r["loss.contextual_adversarial_weight"] == 0.0) == (not r["factor.contextual_adversarial"])
         assert r["epochs"] == (2 if r["status"] == "finished" else 1)
-    assert "ranked by validation AUROC" in out
-    # the search's own Optuna study, in the study directory's SQLite file, opens with plain Optuna
-    import optuna
-
     manifest = json.loads((study_dir / "study.json").read_text())
-    ot_study = optuna.load_study(study_name=f"raygan-hpo-{manifest['study_hash']}",
-                                 storage=f"sqlite:///{study_dir / 'optuna.db'}")
-    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in ot_study.trials}
-    assert sorted(by_tune_id) == sorted(r["trial_id"] for r in rows) and len(ot_study.trials) == 4
-    for r in rows:  # Optuna's value of a trial is its results row's validation AUROC
-        assert by_tune_id[r["trial_id"]].value == pytest.approx(r["auroc_val"])
+    (name,) = optuna.get_all_study_names(f"sqlite:///{study_dir / 'optuna.db'}")
+    assert name == f"raygan-hpo-{manifest['study_hash']}"  # resumed into the same Optuna study
+    ot_trials = optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'optuna.db'}").trials
+    told = [t for t in ot_trials if t.state != optuna.trial.TrialState.FAIL]
+    # every Tune trial exactly once in Optuna, with its results row's value (the validation AUROC);
+    # trials Optuna had handed out after the searcher's last saved state are failed and marked,
+    # never left running
+    assert sorted(t.user_attrs["tune_trial_id"] for t in told) == sorted(r["trial_id"] for r in rows)
+    for t in told:
+        (row,) = [r for r in rows if r["trial_id"] == t.user_attrs["tune_trial_id"]]
+        assert t.value == pytest.approx(row["auroc_val"])
+    for t in ot_trials:
+        assert t.state != optuna.trial.TrialState.RUNNING
+        if t.state == optuna.trial.TrialState.FAIL:
+            assert "raygan_orphaned" in t.user_attrs
+
+    assert "ranked by validation AUROC" in out
     assert "optimisation history (Optuna study raygan-hpo-" in out and "parameter importances" in out
     config_file = study_dir / "best_config.json"
     assert f"raygan train --config {config_file}" in out
     from raygan.config import RunConfig
 
     assert RunConfig.from_dict(json.loads(config_file.read_text())).model.backbone == "naive"
-
     best = subprocess.run([sys.executable, "-m", "raygan", "study", "best", str(study_dir)],
                           capture_output=True, text=True)
     assert best.returncode == 0, best.stderr
@@ -154,38 +148,6 @@ def test_search_with_optuna_and_asha(ray_cluster, tmp_path):
 
     payload = torch.load(chosen["checkpoint"], weights_only=True)
     assert payload["config"] == chosen["config"]
-
-
-def test_an_interrupted_search_resumes_the_same_optuna_study_without_lost_or_repeated_trials(ray_cluster, tmp_path):
-    import optuna
-
-    args = [sys.executable, "studies/hpo.py", "--profile", "smoke", "--epochs", "1", "--samples", "4",
-            "--storage", str(tmp_path)]
-    study_dir = tmp_path / "hpo"
-    first = study(*args, cluster=ray_cluster)
-    wait_for_records(first, study_dir, 2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert len(records(study_dir)) < 4, "the search finished before the kill; nothing to resume"
-
-    _, summary = finish(study(*args, "--resume", cluster=ray_cluster))
-    assert summary["finished"] + summary["stopped"] == 4 and summary["failed"] == 0
-    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
-    manifest = json.loads((study_dir / "study.json").read_text())
-    (name,) = optuna.get_all_study_names(f"sqlite:///{study_dir / 'optuna.db'}")
-    assert name == f"raygan-hpo-{manifest['study_hash']}"  # resumed into the same Optuna study
-    ot_trials = optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'optuna.db'}").trials
-    told = [t for t in ot_trials if t.state != optuna.trial.TrialState.FAIL]
-    # every Tune trial exactly once in Optuna, with its results row's value; trials Optuna had handed
-    # out after the searcher's last saved state are failed and marked, never left running
-    assert sorted(t.user_attrs["tune_trial_id"] for t in told) == sorted(r["trial_id"] for r in rows)
-    for t in told:
-        (row,) = [r for r in rows if r["trial_id"] == t.user_attrs["tune_trial_id"]]
-        assert t.value == pytest.approx(row["auroc_val"])
-    for t in ot_trials:
-        assert t.state != optuna.trial.TrialState.RUNNING
-        if t.state == optuna.trial.TrialState.FAIL:
-            assert "raygan_orphaned" in t.user_attrs
 
 
 def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_trial(tmp_path):
@@ -208,17 +170,6 @@ def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_t
     assert result.returncode == 2, result.stderr
     assert "already holds Optuna study raygan-hpo-0123456789abcdef, another run of search hpo" in result.stderr
     assert not (tmp_path / "hpo").exists()
-
-
-def test_a_trial_can_run_as_a_ddp_trainer(ray_cluster, tmp_path):
-    _, summary = finish(study(sys.executable, "studies/hpo.py", "--samples", "1", "--epochs", "1",
-                              "--workers-per-trial", "2", "--cpus-per-worker", "0.9",
-                              "--storage", str(tmp_path), cluster=ray_cluster))
-    assert summary["finished"] == 1
-    (record,) = records(tmp_path / "hpo").values()
-    run_dir = tmp_path / "hpo" / "trials" / record["trial_key"]
-    assert (run_dir / "ray").is_dir()  # the Ray Train run of this trial
-    assert record["metrics"]["epochs"] == 1 and 0 <= record["metrics"]["auroc"] <= 1
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(ray_cluster, tmp_path):
