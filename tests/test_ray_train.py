@@ -73,7 +73,7 @@ except NonFiniteLoss as exc:
 
 def test_a_killed_two_worker_run_resumes_from_its_checkpoint_and_matches_one_process(ray_cluster, tmp_path):
     out = tmp_path / "run"
-    args = (*RUN, "--epochs", "4", "--workers", "2", "--address", ray_cluster, "--out", str(out))
+    args = (*RUN, "--epochs", "3", "--workers", "2", "--address", ray_cluster, "--out", str(out))
     driver = cli(*args, start_new_session=True)
     metrics_file = out / "metrics.json"
     deadline = time.time() + 600
@@ -94,9 +94,9 @@ def test_a_killed_two_worker_run_resumes_from_its_checkpoint_and_matches_one_pro
 
     two = finish(cli(*args))
     history = json.loads(metrics_file.read_text())["history"]
-    assert [h["epoch"] for h in history] == [0, 1, 2, 3]  # nothing lost, nothing repeated
+    assert [h["epoch"] for h in history] == [0, 1, 2]  # nothing lost, nothing repeated
     assert history[0]["train_seconds"] == first_epoch["train_seconds"]  # epoch 0 was not run again
-    assert two["epochs"] == 4 and two["workers"] == 2
+    assert two["epochs"] == 3 and two["workers"] == 2
 
     # the two-worker run, killed and resumed, learns what one process does with the same config
     one = train(RunConfig.from_dict(json.loads((out / "config.json").read_text())))

@@ -193,7 +193,7 @@ def test_a_local_ray_started_by_a_killed_driver_leaves_no_process(tmp_path):
 
 
 def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
-    """After a study of two DDP trials (--workers-per-trial 2) no per-trial actor is alive: no Ray
+    """After a study of a DDP trial (--workers-per-trial 2) no per-trial actor is alive: no Ray
     Train controller, worker or detached PlacementGroupCleaner (ray-project/ray#65443: measured, Ray
     2.60 stops each run's cleaner), and no placement group is left; the finished trials' Ray Train
     checkpoint copies are deleted."""
@@ -211,7 +211,7 @@ def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
         return Counter(a.class_name for a in actors)
 
     before = alive()
-    plan = tiny_plan("ddp_probe", epochs=1, lrs=(0.001, 0.002))
+    plan = tiny_plan("ddp_probe", epochs=1)
     # the study scripts' own flags make the options (what `--workers-per-trial 2` runs)
     parser = argparse.ArgumentParser()
     add_study_arguments(parser)
@@ -220,7 +220,7 @@ def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
     assert options.workers_per_trial == 2 and options.cpus_per_worker == 0.9
     study_dir = run_plan(plan, options)
     records = [json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json")]
-    assert [r["status"] for r in records] == ["finished"] * 2
+    assert [r["status"] for r in records] == ["finished"]
     for r in records:
         assert r["metrics"]["epochs"] == 1 and 0 <= r["metrics"]["auroc"] <= 1
     # Ray Train's cluster-wide AutoscalingCoordinator (a named, detached singleton that every Train
