@@ -30,16 +30,51 @@ def test_blocker_really_blocks_ray():
     assert result.returncode != 0 and "No module named 'ray'" in result.stderr
 
 
-def test_train_runs_without_ray_and_optuna(tmp_path):
+def test_cli_train_end_to_end_on_digits_without_ray_or_optuna(tmp_path):
+    """`raygan train` as a user runs it, on a machine where only the core's dependencies import:
+    the JSON summary, the networks' cost said first, config, metrics, checkpoint, TensorBoard."""
+    import re
+
+    import torch
+
+    from raygan.config import RunConfig
+
+    out = tmp_path / "run"
     result = run_without_ray(
-        "train", "--dataset", "digits", "--normal-class", "3", "--gamma", "0.1", "--backbone", "naive",
-        "--latent-size", "16", "--epochs", "1", "--batch-size", "48", "--threads", "1", "--no-progress",
-        "--out", str(tmp_path / "run"),
+        "train", "--method", "agad", "--dataset", "digits", "--normal-class", "3", "--backbone", "naive",
+        "--latent-size", "16", "--epochs", "2", "--batch-size", "48", "--gamma", "0.1", "--out", str(out),
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0 <= summary["auroc"] <= 1 and summary["epochs"] == 1
-    assert (tmp_path / "run" / "checkpoints" / "selected.pt").exists()
+    for key in ("auroc", "auroc_last", "auroc_val", "selected_epoch", "images_per_s", "params_generator"):
+        assert key in summary
+    assert summary["params_generator"] > 0 and 0 <= summary["auroc"] <= 1 and summary["epochs"] == 2
+    # the networks and their cost, said at the start on stderr (stdout's last line stays the JSON)
+    said = re.search(r"^raygan train: agad: generator naive ([\d.]+) M parameters, discriminator vgg [\d.]+ M; "
+                     r"about (\d+) MB per checkpoint$", result.stderr, re.M)
+    assert said and float(said[1]) == round(summary["params_generator"] / 1e6, 2), result.stderr
+    assert abs((out / "checkpoints" / "selected.pt").stat().st_size / 1e6 - int(said[2])) <= 1
+    saved_config = json.loads((out / "config.json").read_text())
+    assert saved_config["loss"]["contextual_adversarial_weight"] == 15.0  # resolved paper default
+    assert RunConfig.from_dict(saved_config).stable_hash() == summary["config_hash"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+    torch.load(out / "checkpoints" / "selected.pt", weights_only=True)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "histograms": 0}).Reload()
+    tags = events.Tags()
+    assert {"loss/g_con_normal", "loss/d_loss", "epoch/auroc_val", "epoch/auroc_test", "hparam/auroc"} <= set(tags["scalars"])
+    assert {"reconstructions/test_normal", "reconstructions/test_anomalous"} <= set(tags["images"])
+    assert {"scores/test_normal", "scores/test_anomalous"} <= set(tags["histograms"])
+    assert len(events.Scalars("epoch/auroc_test")) == 2
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    plugin = events.PluginTagToContent("hparams")
+    assert plugin, "no HParams entry"
+    session = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["model.backbone"].string_value == "naive"
 
 
 def test_distributed_flags_without_ray_are_one_clear_line(tmp_path):
