@@ -330,6 +330,12 @@ def trial_record(study_dir: Path, plan_info: dict, key: str, trial_id: str, stat
     }
 
 
+def interrupted(record: dict, setup: dict) -> bool:
+    """A grid trial that ended short: no scheduler stops grid trials, so its driver was interrupted
+    (Ctrl-C makes Tune end running trials gracefully). It is not recorded; --resume continues it."""
+    return record["status"] == "stopped" and setup["kind"] == "grid"
+
+
 def _error_message(run_dir: Path, trial) -> str | None:
     path = run_dir / ERROR_FILE
     if path.exists():
@@ -465,9 +471,7 @@ class _RecorderState:
         error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
         record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
                               trial.last_result)
-        if record["status"] == "stopped" and setup["kind"] == "grid":
-            # No scheduler stops a grid trial: one that ended short was ended by the driver (Ctrl-C
-            # makes Tune end running trials gracefully). Unrecorded, --resume continues it.
+        if interrupted(record, setup):
             done = record["metrics"].get("epochs", (trial.last_result or {}).get("epochs_done", 0))
             self.status.print(f"{key} interrupted after {done} epoch(s): not recorded; --resume continues it")
             return
@@ -939,8 +943,8 @@ def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid, keep_checkpoints
         status = "failed" if result.error is not None else "terminated"
         error = _error_message(study_dir / TRIALS_DIR / key, _Ended) if status == "failed" else None
         record = trial_record(study_dir, plan_info, key, _Ended.trial_id, status, error, factors, cfg, metrics)
-        if record["status"] == "stopped" and setup["kind"] == "grid":
-            continue  # ended short by an interrupted driver (see _RecorderState.write): --resume continues it
+        if interrupted(record, setup):
+            continue
         write_record(study_dir, record)
         if record["status"] == "finished":
             prune_checkpoints(study_dir / TRIALS_DIR / key, keep_checkpoints)
