@@ -50,13 +50,14 @@ def driver_events(study_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float, int]:
-    """(wall seconds the study's drivers ran, number of driver runs). A driver that was killed has
-    no end: its span ends at the last trial it recorded."""
+def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float, int, float | None]:
+    """(wall seconds the study's drivers ran, number of driver runs, when the last one stopped). A
+    driver that was killed has no end: its span ends at the last trial it recorded (a lower bound:
+    the trials it was running when killed are not counted)."""
     starts = [e for e in events if e["event"] == "start"]
     ends = sorted(e["time"] for e in events if e["event"] == "end")
     recorded = sorted(r.get("recorded_at") or 0.0 for r in records)
-    total = 0.0
+    total, last = 0.0, None
     for i, start in enumerate(starts):
         following = starts[i + 1]["time"] if i + 1 < len(starts) else float("inf")
         end = next((t for t in ends if start["time"] <= t < following), None)
@@ -64,7 +65,8 @@ def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float,
             inside = [t for t in recorded if start["time"] <= t < following]
             end = inside[-1] if inside else start["time"]
         total += end - start["time"]
-    return total, len(starts)
+        last = end if last is None else max(last, end)
+    return total, len(starts), last
 
 
 def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | None = None) -> Path:
@@ -96,13 +98,13 @@ def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | 
 
 def provenance_text(study_dir: Path, info: dict, rows: list[dict], records: list[dict], written: list[Path]) -> str:
     events = driver_events(study_dir)
-    wall, drivers = driver_wall_seconds(events, records)
+    wall, drivers, last = driver_wall_seconds(events, records)
     machines = sorted({f"{e['hostname']} ({e['cpu']}, {e['cores']} cores)" for e in events})
     commits = sorted({e.get("git_revision") or "?" for e in events} | {r.get("git_revision") or "?" for r in rows})
     statuses = {s: sum(r["status"] == s for r in rows) for s in ("finished", "stopped", "failed")}
     trained = [r.get("train_seconds") for r in rows if r.get("train_seconds")]
     first = min((e["time"] for e in events), default=None)
-    last = max((e["time"] for e in events), default=None)
+    killed = sum(e["event"] == "start" for e in events) > sum(e["event"] == "end" for e in events)
     versions = {k: sorted({str(r.get(k)) for r in rows}) for k in ("torch_version", "ray_version", "optuna_version",
                                                                    "python_version")}
     lines = [
@@ -112,7 +114,8 @@ def provenance_text(study_dir: Path, info: dict, rows: list[dict], records: list
         f"{statuses['stopped']} stopped, {statuses['failed']} failed",
         f"- wall time: {wall / 60:.1f} min over {drivers} driver run(s)"
         + (f", {time.strftime('%Y-%m-%d %H:%M', time.gmtime(first))} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(last))} UTC"
-           if first else ""),
+           if first else "")
+        + (" (a driver that was killed counts up to its last recorded trial)" if killed else ""),
         f"- training time per trial: median {statistics.median(trained):.0f} s" if trained else "- training time: —",
         f"- commits: {', '.join(commits)}",
         f"- machines: {'; '.join(machines) or '—'}",

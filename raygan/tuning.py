@@ -601,6 +601,25 @@ def same_trials(saved: dict, plan: Plan) -> bool:
     return True
 
 
+def check_resumed_concurrency(plan: Plan, options: RunOptions, study_dir: Path) -> None:
+    """Tune restores an experiment with the concurrency it started with (pickled in its search
+    state), so a --max-concurrent given on --resume would be ignored silently: refuse it instead."""
+    if not (options.resume and options.max_concurrent is not None):
+        return
+    saved = (_read_json(study_dir / STUDY_FILE) or {}).get("options", {})
+    before = saved.get("max_concurrent")
+    if before == options.max_concurrent or not (study_dir / TUNE_DIR / "tuner.pkl").exists():
+        return  # the same, or no Tune experiment to restore (a copy of an export): the new value applies
+    started = f"--max-concurrent {before}" if before is not None else (
+        "1 trial at a time (a search's default)" if plan.study.is_search else "no --max-concurrent (no limit)")
+    how = (" (the search's TPE state lives in that experiment, so a search keeps its concurrency)"
+           if plan.study.is_search else
+           f"; to change it, continue from an export: `raygan study export {study_dir} --out COPY`, copy COPY to "
+           f"<new storage>/{plan.study.name} and --resume there")
+    raise RayganError(f"--resume --max-concurrent {options.max_concurrent}: {study_dir} started with {started}, and "
+                      f"Tune restores that with its experiment; resume without --max-concurrent{how}")
+
+
 def reconcile(plan: Plan, options: RunOptions) -> Plan:
     """On --resume of a study whose trials are the same but were written before new config fields
     existed, the plan keeps the saved hash, so every record of the study carries one hash."""
@@ -695,6 +714,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     ``rows/`` when this returns; the results layer turns them into Parquet."""
     options.check()
     study_dir = check_study_dir(plan, options)
+    check_resumed_concurrency(plan, options, study_dir)
     plan = reconcile(plan, options)
     optuna = None
     if plan.study.is_search and options.optuna_storage:

@@ -173,3 +173,39 @@ def test_resume_does_not_write_study_json_over_another_studys_records(tmp_path):
     with pytest.raises(RayganError, match="belong to other trials \\(hash another"):
         prepare_study_dir(plan, options)
     assert (study_dir / "study.json").read_text() == "{"
+
+
+def test_provenance_counts_a_killed_driver_up_to_its_last_recorded_trial():
+    """Two drivers: the first killed (no end event) after recording trials at +100 s and +600 s, the
+    second ended cleanly. Wall time is 600 + 300 s and the span ends at the second driver's end."""
+    from raygan.export import driver_wall_seconds
+
+    events = [{"event": "start", "time": 1000.0}, {"event": "start", "time": 5000.0},
+              {"event": "end", "time": 5300.0}]
+    records = [{"recorded_at": 1100.0}, {"recorded_at": 1600.0}, {"recorded_at": 5200.0}]
+    assert driver_wall_seconds(events, records) == (900.0, 2, 5300.0)
+    # one killed driver alone: its span ends at its last record, not at its start
+    assert driver_wall_seconds(events[:1], records[:2]) == (600.0, 1, 1600.0)
+
+
+def test_resume_refuses_a_new_max_concurrent_that_tune_would_ignore(tmp_path):
+    """Tune restores an experiment with the concurrency it started with: a different --max-concurrent
+    on --resume is refused in one message before Ray starts; the same value, or a copy of an export
+    (no Tune experiment, so the new value applies), goes on."""
+    from dataclasses import replace
+
+    from raygan.tuning import check_resumed_concurrency, prepare_study_dir, run_plan
+
+    plan, options = _plan(resume=False, storage=tmp_path)
+    study_dir = prepare_study_dir(plan, replace(options, max_concurrent=1))
+    (study_dir / "tune").mkdir()
+    (study_dir / "tune" / "tuner.pkl").write_bytes(b"")
+    resumed = replace(options, resume=True)
+    with pytest.raises(RayganError) as refused:
+        run_plan(plan, replace(resumed, max_concurrent=2))
+    assert str(refused.value).startswith(f"--resume --max-concurrent 2: {study_dir} started with --max-concurrent 1")
+    assert "resume without --max-concurrent; to change it, continue from an export" in str(refused.value)
+    check_resumed_concurrency(plan, replace(resumed, max_concurrent=1), study_dir)  # the same: goes on
+    check_resumed_concurrency(plan, resumed, study_dir)  # not given: the restored value, no question
+    (study_dir / "tune" / "tuner.pkl").unlink()
+    check_resumed_concurrency(plan, replace(resumed, max_concurrent=2), study_dir)  # an export's copy
