@@ -64,6 +64,22 @@ def check_storage(storage: RDBStorage, url: str, study: str, study_hash: str, re
     return name
 
 
+def fail_orphans(storage: RDBStorage, study_name: str, why: str, known: set | None = None) -> int:
+    """Fail (and mark why) the study's RUNNING trials whose Tune trial will never report: those not
+    in ``known`` (Optuna trial ids). Returns how many."""
+    names = optuna.get_all_study_names(storage)
+    if study_name not in names:
+        return 0
+    study_id = storage.get_study_id_from_name(study_name)
+    failed = 0
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in (known or set()):
+            storage.set_trial_user_attr(trial._trial_id, ORPHANED_ATTR, why)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            failed += 1
+    return failed
+
+
 class TrackedOptunaSearch(OptunaSearch):
     """OptunaSearch whose Optuna trials carry their Tune trial id (user attribute ``tune_trial_id``),
     and which, restored after its driver was killed, fails the Optuna trials it had asked for after
@@ -82,10 +98,5 @@ class TrackedOptunaSearch(OptunaSearch):
         storage = self._storage
         if storage is None or getattr(self, "_ot_study", None) is None:
             return
-        known = {t._trial_id for t in self._ot_trials.values()}
-        study_id = storage.get_study_id_from_name(self._study_name)
-        for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial._trial_id not in known:
-                storage.set_trial_user_attr(trial._trial_id, ORPHANED_ATTR,
-                                            "asked before the driver was killed; its Tune trial was not restored")
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        fail_orphans(storage, self._study_name, "asked before the driver was killed; its Tune trial was not restored",
+                     known={t._trial_id for t in self._ot_trials.values()})

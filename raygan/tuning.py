@@ -769,12 +769,17 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
           file=sys.stderr, flush=True)
     tune_path = study_dir / TUNE_DIR
     with _quiet_missing_trial_results():
+        samples = plan.samples
         if options.resume and tune.Tuner.can_restore(str(tune_path)):
             tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
         else:
-            tuner = tune.Tuner(trainable, **_tuner_arguments(plan, options, optuna), run_config=run_config)
-        grid = tuner.fit()
-    _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
+            if plan.study.is_search and options.resume:  # a copy of an export: no Tune experiment
+                samples = _continue_search_without_tune_state(plan, study_dir, optuna)
+            tuner = tune.Tuner(trainable, **_tuner_arguments(replace(plan, samples=samples), options, optuna),
+                               run_config=run_config) if samples else None
+        grid = tuner.fit() if tuner is not None else None
+    if grid is not None:
+        _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
     log_driver(study_dir, "end")
     if setup["kind"] == "grid":
         recorded = {r["trial_key"] for r in load_records(study_dir)[0]}
@@ -782,6 +787,24 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         if unended:  # Tune returns normally after Ctrl-C; the study did not end
             raise StudyInterrupted(f"{len(unended)} of {len(plan.trials)} trials not ended")
     return study_dir
+
+
+def _continue_search_without_tune_state(plan: Plan, study_dir: Path, optuna: tuple) -> int:
+    """A search resumed from a copy of its export has its records and its Optuna study but no Tune
+    experiment (no searcher or scheduler state): it runs the samples not yet recorded, TPE going on
+    from the trials the Optuna study holds; trials that study still shows running belonged to the
+    killed driver and will never report, so they are failed and marked. Returns the samples left."""
+    from raygan.optuna_storage import fail_orphans
+
+    storage, study_name = optuna
+    recorded = sum(r.get("study_hash") == plan.study_hash for r in load_records(study_dir)[0])
+    orphans = fail_orphans(storage, study_name, "its driver ended before it reported; continued from an export")
+    left = max(0, plan.samples - recorded)
+    print(f"raygan: {study_dir} has no Tune experiment (a copy of an export): the search continues in its Optuna "
+          f"study ({recorded} trials recorded, {left} to run; TPE goes on from the study's trials, ASHA's rungs "
+          f"start empty{f'; {orphans} trial(s) left running there failed' if orphans else ''})",
+          file=sys.stderr, flush=True)
+    return left
 
 
 class StudyInterrupted(KeyboardInterrupt):

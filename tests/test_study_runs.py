@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,9 +96,9 @@ def test_bn_ablation_smoke_end_to_end(ray_cluster, tmp_path):
 def test_a_search_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
     """The hpo smoke search (Optuna TPE + ASHA), its driver killed after two trials and resumed: the
     same Optuna study (in the study directory's SQLite file) holds every Tune trial exactly once
-    with its results row's value; then the search's report, best configuration and best trial."""
-    import optuna
-
+    with its results row's value; so does its export's copy resumed elsewhere (no Tune state: the
+    samples not recorded run in the same Optuna study); then the search's report, best
+    configuration and best trial."""
     args = [sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path)]
     study_dir = tmp_path / "hpo"
     first = study(*args, cluster=ray_cluster)
@@ -105,32 +106,29 @@ def test_a_search_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_c
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert len(records(study_dir)) < 4, "the search finished before the kill; nothing to resume"
+    exported = tmp_path / "exported"  # the killed search's export: records and optuna.db, no Tune state
+    done = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(study_dir), "--out", str(exported)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
 
     out, summary = finish(study(*args, "--resume", cluster=ray_cluster))
-    assert summary["trials"] == 4 and summary["failed"] == 0 and summary["finished"] + summary["stopped"] == 4
-    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    rows = every_tune_trial_once_in_optuna(study_dir, summary)
     for r in rows:
         # the sampled values are the trial's config
         assert r["model.latent_size"] == r["factor.model.latent_size"] and r["model.backbone"] == "naive"
         assert r["loss.adversarial_weight"] == pytest.approx(r["factor.loss.adversarial_weight"])
         assert (r["loss.contextual_adversarial_weight"] == 0.0) == (not r["factor.contextual_adversarial"])
         assert r["epochs"] == (2 if r["status"] == "finished" else 1)
-    manifest = json.loads((study_dir / "study.json").read_text())
-    (name,) = optuna.get_all_study_names(f"sqlite:///{study_dir / 'optuna.db'}")
-    assert name == f"raygan-hpo-{manifest['study_hash']}"  # resumed into the same Optuna study
-    ot_trials = optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'optuna.db'}").trials
-    told = [t for t in ot_trials if t.state != optuna.trial.TrialState.FAIL]
-    # every Tune trial exactly once in Optuna, with its results row's value (the validation AUROC);
-    # trials Optuna had handed out after the searcher's last saved state are failed and marked,
-    # never left running
-    assert sorted(t.user_attrs["tune_trial_id"] for t in told) == sorted(r["trial_id"] for r in rows)
-    for t in told:
-        (row,) = [r for r in rows if r["trial_id"] == t.user_attrs["tune_trial_id"]]
-        assert t.value == pytest.approx(row["auroc_val"])
-    for t in ot_trials:
-        assert t.state != optuna.trial.TrialState.RUNNING
-        if t.state == optuna.trial.TrialState.FAIL:
-            assert "raygan_orphaned" in t.user_attrs
+
+    # the export's copy resumes too (a search moved to another machine): it runs only the samples
+    # not recorded, in the same Optuna study, and fails the trial the killed driver left running
+    shutil.copytree(exported, tmp_path / "moved" / "hpo")
+    moved = study(sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path / "moved"),
+                  "--resume", cluster=ray_cluster)
+    moved_out, moved_err = moved.communicate(timeout=600)
+    assert moved.returncode == 0, moved_err[-4000:]
+    every_tune_trial_once_in_optuna(tmp_path / "moved" / "hpo", json.loads(moved_out.strip().splitlines()[-1]))
+    assert "has no Tune experiment (a copy of an export): the search continues in its Optuna study" in moved_err
 
     assert "ranked by validation AUROC" in out
     assert "optimisation history (Optuna study raygan-hpo-" in out and "parameter importances" in out
@@ -148,6 +146,31 @@ def test_a_search_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_c
 
     payload = torch.load(chosen["checkpoint"], weights_only=True)
     assert payload["config"] == chosen["config"]
+
+
+def every_tune_trial_once_in_optuna(study_dir: Path, summary: dict) -> list[dict]:
+    """The resumed smoke search ended with its 4 samples, and its Optuna study holds every Tune trial
+    exactly once with its results row's value (the validation AUROC); trials Optuna had handed out
+    that will never report are failed and marked, never left running. Returns the results rows."""
+    import optuna
+
+    assert summary["trials"] == 4 and summary["failed"] == 0 and summary["finished"] + summary["stopped"] == 4
+    rows = pq.read_table(study_dir / "results.parquet").to_pylist()
+    assert len(rows) == 4 and len({r["trial_key"] for r in rows}) == 4
+    manifest = json.loads((study_dir / "study.json").read_text())
+    (name,) = optuna.get_all_study_names(f"sqlite:///{study_dir / 'optuna.db'}")
+    assert name == f"raygan-hpo-{manifest['study_hash']}"  # resumed into the same Optuna study
+    ot_trials = optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'optuna.db'}").trials
+    told = [t for t in ot_trials if t.state != optuna.trial.TrialState.FAIL]
+    assert sorted(t.user_attrs["tune_trial_id"] for t in told) == sorted(r["trial_id"] for r in rows)
+    for t in told:
+        (row,) = [r for r in rows if r["trial_id"] == t.user_attrs["tune_trial_id"]]
+        assert t.value == pytest.approx(row["auroc_val"])
+    for t in ot_trials:
+        assert t.state != optuna.trial.TrialState.RUNNING
+        if t.state == optuna.trial.TrialState.FAIL:
+            assert "raygan_orphaned" in t.user_attrs
+    return rows
 
 
 def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_trial(tmp_path):
