@@ -775,8 +775,8 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         else:
             if plan.study.is_search and options.resume:  # a copy of an export: no Tune experiment
                 samples = _continue_search_without_tune_state(plan, study_dir, optuna)
-            tuner = tune.Tuner(trainable, **_tuner_arguments(replace(plan, samples=samples), options, optuna),
-                               run_config=run_config) if samples else None
+            tuner = None if plan.study.is_search and not samples else tune.Tuner(
+                trainable, **_tuner_arguments(replace(plan, samples=samples), options, optuna), run_config=run_config)
         grid = tuner.fit() if tuner is not None else None
     if grid is not None:
         _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)

@@ -53,7 +53,7 @@ def wait_for_records(driver: subprocess.Popen, study_dir: Path, count: int, time
         time.sleep(0.5)
 
 
-def test_bn_ablation_smoke_end_to_end(ray_cluster, tmp_path):
+def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster, tmp_path):
     out, summary = finish(study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3",
                                 "--storage", str(tmp_path), cluster=ray_cluster))
     study_dir = tmp_path / "bn_ablation"
@@ -91,6 +91,9 @@ def test_bn_ablation_smoke_end_to_end(ray_cluster, tmp_path):
         assert "reconstructions/test_normal" in tags["images"] and "scores/test_anomalous" in tags["histograms"]
         hparams = events.PluginTagToContent("hparams")
         assert hparams and any(b"advprop" in content for content in hparams.values())
+
+    scores_and_figures_are_those_of_the_selected_epoch(study_dir, tmp_path)
+    export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path)
 
 
 def test_a_search_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
@@ -195,16 +198,15 @@ def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_t
     assert not (tmp_path / "hpo").exists()
 
 
-def test_report_figures_from_a_real_smoke_study(ray_cluster, tmp_path):
+def scores_and_figures_are_those_of_the_selected_epoch(study_dir: Path, tmp_path: Path) -> None:
+    """The per-image test scores the box plots use, and the reconstruction figure's images, come
+    from each trial's validation-selected epoch; `raygan report --figures` draws every figure with
+    data in it. ``study_dir``: a finished digits class-3 study with a γ factor."""
     import numpy as np
     from PIL import Image
 
     from raygan.evaluation import detection_metrics
 
-    _, summary = finish(study(sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "2",
-                              "--storage", str(tmp_path), cluster=ray_cluster))
-    study_dir = tmp_path / "supervision"
-    assert summary["finished"] == 3 and summary["failed"] == 0
     for key, record in records(study_dir).items():
         # the per-image test scores the box plots use are those of the validation-selected epoch
         saved = np.load(study_dir / "trials" / key / "test_scores.npz")
@@ -227,8 +229,8 @@ def test_report_figures_from_a_real_smoke_study(ray_cluster, tmp_path):
     result = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir), "--figures", str(figures)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    expected = {"auroc_per_epoch_digits.png", "score_boxes_digits.png", "reconstructions_digits_c3.png",
-                "gamma_vs_auroc.png"}
+    expected = {"auroc_per_epoch_digits.png", "reconstructions_digits_c3.png", "gamma_vs_auroc.png",
+                *(f"score_boxes_digits_advprop_{a}_freeze_{f}.png" for a in ("no", "yes") for f in ("no", "yes"))}
     assert {p.name for p in figures.iterdir()} == expected
     assert sorted(line.removeprefix("figure: ") for line in result.stderr.splitlines() if line.startswith("figure: ")) \
         == sorted(str(figures / name) for name in expected)
@@ -242,7 +244,6 @@ def test_report_figures_from_a_real_smoke_study(ray_cluster, tmp_path):
                 coloured = int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
                 # measured 1.6k-22k here; a legend without data draws about 400
                 assert coloured > 1000, f"{name}: no lines or boxes drawn ({coloured} coloured pixels)"
-    export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path)
 
 
 def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoints(ray_cluster, tmp_path):
@@ -275,26 +276,24 @@ def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoint
 def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, study_dir: Path, tmp_path: Path):
     """`raygan study export` writes what results/<study>-<profile>/ commits (no checkpoints, no Tune
     state); a copy of it, written before a config field existed, continues with --resume and trains
-    only the trials it lacks. ``study_dir``: a finished supervision smoke study of 2 epochs."""
-    import shutil
-
+    only the trials it lacks. ``study_dir``: the finished bn_ablation smoke study of 3 epochs."""
     def script(storage: Path) -> list[str]:
-        return [sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "2", "--storage", str(storage)]
+        return [sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3", "--storage", str(storage)]
 
-    exported = tmp_path / "supervision-smoke"
+    exported = tmp_path / "bn_ablation-smoke"
     result = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(study_dir),
                              "--out", str(exported)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     names = {p.name for p in exported.iterdir()}
     assert {"study.json", "rows", "results.parquet", "curves.parquet", "report.md", "figures", "PROVENANCE.md"} <= names
     assert not {"trials", "tune"} & names and not list(exported.rglob("*.pt"))
-    assert "| dataset | gamma | class 3 |" in (exported / "report.md").read_text()
+    assert "| dataset | advprop | freeze | gamma | class 3 |" in (exported / "report.md").read_text()
     provenance = (exported / "PROVENANCE.md").read_text()
-    assert "3 finished" in provenance and "wall time:" in provenance and "over 1 driver run(s)" in provenance
+    assert f"{SMOKE_TRIALS} finished" in provenance and "wall time:" in provenance and "over 1 driver run(s)" in provenance
     report = subprocess.run([sys.executable, "-m", "raygan", "report", str(exported)], capture_output=True, text=True)
     assert report.returncode == 0 and report.stdout == (exported / "report.md").read_text(), report.stderr
 
-    study_dir = tmp_path / "second" / "supervision"
+    study_dir = tmp_path / "second" / "bn_ablation"
     shutil.copytree(exported, study_dir)
     before = records(study_dir)
     missing = sorted(before)[0]
@@ -312,11 +311,11 @@ def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, 
 
     _, summary = finish(study(*script(tmp_path / "second"), "--resume", cluster=ray_cluster))
     after = records(study_dir)
-    assert summary["finished"] == 3 and sorted(after) == sorted([*before, missing])
+    assert summary["finished"] == SMOKE_TRIALS and sorted(after) == sorted([*before, missing])
     for key in before:  # kept, not trained again
         assert after[key]["recorded_at"] == before[key]["recorded_at"]
         assert not (study_dir / "trials" / key / "metrics.json").exists()
-    assert [h["epoch"] for h in after[missing]["history"]] == [0, 1]
+    assert [h["epoch"] for h in after[missing]["history"]] == [0, 1, 2]
     assert {r["study_hash"] for r in pq.read_table(study_dir / "results.parquet").to_pylist()} == {"0ld0ld0ld0ld0ld0"}
 
     # a changed value is another study: refused
@@ -324,4 +323,4 @@ def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, 
     (study_dir / "study.json").write_text(json.dumps(manifest))
     refused = subprocess.run([*script(tmp_path / "second"), "--resume", "--address", ray_cluster],
                              capture_output=True, text=True, cwd=ROOT)
-    assert refused.returncode == 2 and "holds study supervision profile smoke with other trials" in refused.stderr
+    assert refused.returncode == 2 and "holds study bn_ablation profile smoke with other trials" in refused.stderr
