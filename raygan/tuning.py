@@ -763,7 +763,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         verbose=0,  # one line per ended trial instead (Recorder)
     )
-    _DRIVER["keep_checkpoints"] = options.keep_checkpoints
+    _DRIVER.update(keep_checkpoints=options.keep_checkpoints, study_dir=study_dir, study_hash=plan.study_hash)
     print(resume_summary(study_dir, plan) if options.resume else
           f"study {plan.study.name}, profile {plan.profile}: {plan_info['trials']} trials into {study_dir}",
           file=sys.stderr, flush=True)
@@ -907,15 +907,14 @@ def _tuner_arguments(plan: Plan, options: RunOptions, optuna: tuple | None = Non
                 reuse_actors=not options.workers_per_trial,
             ),
         }
-    from ray.tune.schedulers import ASHAScheduler
-
+    from raygan.asha import RungsFromRecords
     from raygan.optuna_storage import TrackedOptunaSearch
 
     profile = plan.study.profile(plan.profile)
     storage, study_name = optuna if optuna is not None else (None, None)
     searcher = TrackedOptunaSearch(space=SearchSpace(plan.study.search_space, profile), metric=SEARCH_METRIC,
                                    mode="max", seed=options.search_seed, storage=storage, study_name=study_name)
-    scheduler = ASHAScheduler(
+    scheduler = RungsFromRecords(  # ASHA, its rungs filled again from the records on --resume
         time_attr="epochs_done", metric=SEARCH_METRIC, mode="max", max_t=plan.epochs,
         grace_period=min(options.grace_epochs, plan.epochs), reduction_factor=2,
     )
