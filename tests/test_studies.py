@@ -394,11 +394,15 @@ def test_raygan_study_run_dry_run_matches_the_script():
         (["--resume"], "--resume: nothing to resume at"),
     ],
 )
-def test_study_script_errors_are_one_line(args, message, tmp_path):
-    result = _study_script("bn_ablation", "--storage", str(tmp_path), *args)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+def test_study_script_errors_are_one_line(args, message, tmp_path, capsys):
+    from raygan.study_cli import main
+
+    with pytest.raises(SystemExit) as exited:  # the script's entry point, in-process (a real run: below)
+        main(STUDIES.get("bn_ablation"), ["--storage", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message in err and "Traceback" not in err, err
     # one line, raygan's, naming the command as it was run
-    (line,) = result.stderr.strip().splitlines()
+    (line,) = err.strip().splitlines()
     assert line.startswith(f"raygan: error in python studies/bn_ablation.py --storage {tmp_path} {' '.join(args)}: ")
 
 
