@@ -608,7 +608,8 @@ def check_resumed_concurrency(plan: Plan, options: RunOptions, study_dir: Path) 
         return
     saved = (_read_json(study_dir / STUDY_FILE) or {}).get("options", {})
     before = saved.get("max_concurrent")
-    if before == options.max_concurrent or not (study_dir / TUNE_DIR / "tuner.pkl").exists():
+    effective = before or 1 if plan.study.is_search else before  # what _tuner_arguments gave Tune
+    if effective == options.max_concurrent or not (study_dir / TUNE_DIR / "tuner.pkl").exists():
         return  # the same, or no Tune experiment to restore (a copy of an export): the new value applies
     started = f"--max-concurrent {before}" if before is not None else (
         "1 trial at a time (a search's default)" if plan.study.is_search else "no --max-concurrent (no limit)")

@@ -138,7 +138,7 @@ def test_writers_leave_only_their_files(tmp_path):
     assert names == {"study.json", "results.parquet", "curves.parquet", "rows", *(f"rows/{k}.json" for k in keys)}
 
 
-def _plan(resume: bool, storage: Path):
+def _plan(resume: bool, storage: Path, name: str = "bn_ablation"):
     import argparse
 
     from raygan.study_cli import add_study_arguments, make_plan, options_from
@@ -146,8 +146,7 @@ def _plan(resume: bool, storage: Path):
     parser = argparse.ArgumentParser()
     add_study_arguments(parser)
     args = parser.parse_args(["--storage", str(storage), "--epochs", "2", *(["--resume"] if resume else [])])
-    study = STUDIES.get("bn_ablation")
-    return make_plan(study, args), options_from(args)
+    return make_plan(STUDIES.get(name), args), options_from(args)
 
 
 def test_resume_writes_a_damaged_study_json_again(tmp_path, capsys):
@@ -209,3 +208,12 @@ def test_resume_refuses_a_new_max_concurrent_that_tune_would_ignore(tmp_path):
     check_resumed_concurrency(plan, resumed, study_dir)  # not given: the restored value, no question
     (study_dir / "tune" / "tuner.pkl").unlink()
     check_resumed_concurrency(plan, replace(resumed, max_concurrent=2), study_dir)  # an export's copy
+
+    # a search started without --max-concurrent ran 1 at a time: resuming with 1 is no change
+    search, search_options = _plan(resume=False, storage=tmp_path / "s", name="hpo")
+    search_dir = prepare_study_dir(search, search_options)
+    (search_dir / "tune").mkdir()
+    (search_dir / "tune" / "tuner.pkl").write_bytes(b"")
+    check_resumed_concurrency(search, replace(resumed, max_concurrent=1), search_dir)
+    with pytest.raises(RayganError, match="started with 1 trial at a time .a search's default."):
+        check_resumed_concurrency(search, replace(resumed, max_concurrent=2), search_dir)
