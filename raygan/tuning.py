@@ -782,11 +782,16 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     if grid is not None:
         _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
     log_driver(study_dir, "end")
+    # Tune returns normally after Ctrl-C; then the study did not end (a grid: trials without a
+    # record; a search: fewer records than samples, every ended trial being recorded, failed too)
+    records = load_records(study_dir)[0]
     if setup["kind"] == "grid":
-        recorded = {r["trial_key"] for r in load_records(study_dir)[0]}
+        recorded = {r["trial_key"] for r in records}
         unended = [t.key for t in plan.trials if t.key not in recorded]
-        if unended:  # Tune returns normally after Ctrl-C; the study did not end
+        if unended:
             raise StudyInterrupted(f"{len(unended)} of {len(plan.trials)} trials not ended")
+    elif (ended := sum(r.get("study_hash") == plan.study_hash for r in records)) < plan.samples:
+        raise StudyInterrupted(f"{plan.samples - ended} of {plan.samples} samples not ended")
     return study_dir
 
 

@@ -96,18 +96,28 @@ def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster
     export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path)
 
 
-def test_a_search_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
-    """The hpo smoke search (Optuna TPE + ASHA), its driver killed after two trials and resumed: the
-    same Optuna study (in the study directory's SQLite file) holds every Tune trial exactly once
-    with its results row's value; so does its export's copy resumed elsewhere (no Tune state: the
-    samples not recorded run in the same Optuna study); then the search's report, best
-    configuration and best trial."""
+def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
+    """The hpo smoke search (Optuna TPE + ASHA): Ctrl-C after its first trial (the driver says the
+    search did not end and exits 130; the trial it interrupted is not recorded), --resume killed
+    (kill -9) after its second, and resumed again: the same Optuna study (in the study directory's
+    SQLite file) holds every Tune trial exactly once with its results row's value; so does the
+    killed search's export resumed elsewhere (no Tune state: the samples not recorded run in the
+    same Optuna study); then the search's report, best configuration and best trial."""
     args = [sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path)]
     study_dir = tmp_path / "hpo"
     first = study(*args, cluster=ray_cluster)
-    wait_for_records(first, study_dir, 2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    wait_for_records(first, study_dir, 1)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 130, err[-3000:]
+    assert f"raygan: interrupted; continue with the same command plus --resume ({study_dir})" in err, err[-3000:]
+    interrupted = records(study_dir)
+    assert len(interrupted) < 4 and all(r["status"] == "finished" for r in interrupted.values()), interrupted
+
+    killed = study(*args, "--resume", cluster=ray_cluster)
+    wait_for_records(killed, study_dir, len(interrupted) + 1)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
     assert len(records(study_dir)) < 4, "the search finished before the kill; nothing to resume"
     exported = tmp_path / "exported"  # the killed search's export: records and optuna.db, no Tune state
     done = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(study_dir), "--out", str(exported)],
