@@ -21,6 +21,7 @@ from pathlib import Path
 
 from raygan.errors import RayganError
 
+VERSION_KEYS = ("torch_version", "ray_version", "optuna_version", "python_version")
 DRIVERS_FILE = "drivers.jsonl"  # one line per driver start and end (wall time, machine)
 KEPT = ("study.json", "results.parquet", "curves.parquet", "same_score.json", "optuna.db", DRIVERS_FILE)
 
@@ -37,10 +38,11 @@ def cpu_model() -> str:
 
 def log_driver(study_dir: Path, event: str, **extra) -> None:
     """Append a driver event (start / end) with the machine it ran on."""
-    from raygan.results import git_revision
+    from raygan.results import provenance
 
+    versions = {k: v for k, v in provenance().items() if k in VERSION_KEYS}
     entry = {"event": event, "time": time.time(), "hostname": socket.gethostname(), "cpu": cpu_model(),
-             "cores": os.cpu_count(), "git_revision": git_revision(), **extra}
+             "cores": os.cpu_count(), "git_revision": provenance()["git_revision"], **versions, **extra}
     with open(Path(study_dir) / DRIVERS_FILE, "a") as f:
         f.write(json.dumps(entry) + "\n")
 
@@ -100,13 +102,14 @@ def provenance_text(study_dir: Path, info: dict, rows: list[dict], records: list
     events = driver_events(study_dir)
     wall, drivers, last = driver_wall_seconds(events, records)
     machines = sorted({f"{e['hostname']} ({e['cpu']}, {e['cores']} cores)" for e in events})
-    commits = sorted({e.get("git_revision") or "?" for e in events} | {r.get("git_revision") or "?" for r in rows})
+    # The drivers' commits and versions: the results rows carry those of the process that wrote the
+    # Parquet files (an export too), not of the one that trained.
+    commits = sorted({e.get("git_revision") or "?" for e in events}) or ["?"]
     statuses = {s: sum(r["status"] == s for r in rows) for s in ("finished", "stopped", "failed")}
     trained = [r.get("train_seconds") for r in rows if r.get("train_seconds")]
     first = min((e["time"] for e in events), default=None)
     killed = sum(e["event"] == "start" for e in events) > sum(e["event"] == "end" for e in events)
-    versions = {k: sorted({str(r.get(k)) for r in rows}) for k in ("torch_version", "ray_version", "optuna_version",
-                                                                   "python_version")}
+    versions = {k: sorted({str(e[k]) for e in events if k in e} or {str(r.get(k)) for r in rows}) for k in VERSION_KEYS}
     lines = [
         f"# {info['study']} — profile {info['profile']}",
         "",
@@ -117,7 +120,7 @@ def provenance_text(study_dir: Path, info: dict, rows: list[dict], records: list
            if first else "")
         + (" (a driver that was killed counts up to its last recorded trial)" if killed else ""),
         f"- training time per trial: median {statistics.median(trained):.0f} s" if trained else "- training time: —",
-        f"- commits: {', '.join(commits)}",
+        f"- commits (of the drivers): {', '.join(commits)}",
         f"- machines: {'; '.join(machines) or '—'}",
         "- " + ", ".join(f"{k.removesuffix('_version')} {'/'.join(v)}" for k, v in versions.items()),
         f"- options: {json.dumps(info.get('options') or {}, sort_keys=True)}",

@@ -217,3 +217,21 @@ def test_resume_refuses_a_new_max_concurrent_that_tune_would_ignore(tmp_path):
     check_resumed_concurrency(search, replace(resumed, max_concurrent=1), search_dir)
     with pytest.raises(RayganError, match="started with 1 trial at a time .a search's default."):
         check_resumed_concurrency(search, replace(resumed, max_concurrent=2), search_dir)
+
+
+def test_provenance_names_the_drivers_commits_not_the_exporters(tmp_path):
+    """The results rows carry the commit of the process that wrote the Parquet files (an export
+    too); PROVENANCE.md names the commits and versions the study's drivers ran."""
+    import json as _json
+
+    from raygan.export import provenance_text
+
+    (tmp_path / "drivers.jsonl").write_text(_json.dumps({
+        "event": "start", "time": 1000.0, "hostname": "vm", "cpu": "AMD EPYC", "cores": 2,
+        "git_revision": "trainer", "torch_version": "2.13.0"}) + "\n")
+    rows = [{"status": "finished", "git_revision": "exporter+dirty", "torch_version": "9.9", "train_seconds": 5.0}]
+    text = provenance_text(tmp_path, {"study": "s", "profile": "cpu", "study_hash": "h", "trials": 1}, rows,
+                           [{"recorded_at": 1300.0}], [])
+    assert "- commits (of the drivers): trainer\n" in text and "exporter" not in text
+    assert "torch 2.13.0," in text and "9.9" not in text
+    assert "wall time: 5.0 min over 1 driver run(s)" in text
