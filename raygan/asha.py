@@ -38,7 +38,10 @@ class RungsFromRecords(ASHAScheduler):
             if _DRIVER.get("study_dir") is not None:
                 records = [r for r in load_records(_DRIVER["study_dir"])[0]
                            if r.get("study_hash") == _DRIVER.get("study_hash")]
-                fill_rungs(self, records)
+                added = fill_rungs(self, records)
+                if added:
+                    print(f"raygan: ASHA's rungs filled from {len(records)} recorded trials ({added} entries)",
+                          file=sys.stderr, flush=True)
         super().on_trial_add(tune_controller, trial)
 
 

@@ -807,8 +807,8 @@ def _continue_search_without_tune_state(plan: Plan, study_dir: Path, optuna: tup
     orphans = fail_orphans(storage, study_name, "its driver ended before it reported; continued from an export")
     left = max(0, plan.samples - recorded)
     print(f"raygan: {study_dir} has no Tune experiment (a copy of an export): the search continues in its Optuna "
-          f"study ({recorded} trials recorded, {left} to run; TPE goes on from the study's trials, ASHA's rungs "
-          f"start empty{f'; {orphans} trial(s) left running there failed' if orphans else ''})",
+          f"study ({recorded} trials recorded, {left} to run; TPE goes on from the study's trials, ASHA from the "
+          f"records{f'; {orphans} trial(s) left running there failed' if orphans else ''})",
           file=sys.stderr, flush=True)
     return left
 
