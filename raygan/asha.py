@@ -33,11 +33,10 @@ class RungsFromRecords(ASHAScheduler):
     def on_trial_add(self, tune_controller, trial) -> None:
         if not self._filled:
             self._filled = True
-            from raygan.tuning import _DRIVER, load_records
+            from raygan.tuning import _DRIVER, study_records
 
             if _DRIVER.get("study_dir") is not None:
-                records = [r for r in load_records(_DRIVER["study_dir"])[0]
-                           if r.get("study_hash") == _DRIVER.get("study_hash")]
+                records = study_records(_DRIVER["study_dir"], _DRIVER.get("study_hash"))
                 added = fill_rungs(self, records)
                 if added:
                     print(f"raygan: ASHA's rungs filled from {len(records)} recorded trials ({added} entries)",

@@ -40,9 +40,9 @@ def log_driver(study_dir: Path, event: str, **extra) -> None:
     """Append a driver event (start / end) with the machine it ran on."""
     from raygan.results import provenance
 
-    versions = {k: v for k, v in provenance().items() if k in VERSION_KEYS}
     entry = {"event": event, "time": time.time(), "hostname": socket.gethostname(), "cpu": cpu_model(),
-             "cores": os.cpu_count(), "git_revision": provenance()["git_revision"], **versions, **extra}
+             "cores": os.cpu_count(), **{k: v for k, v in provenance().items() if k in (*VERSION_KEYS, "git_revision")},
+             **extra}
     with open(Path(study_dir) / DRIVERS_FILE, "a") as f:
         f.write(json.dumps(entry) + "\n")
 

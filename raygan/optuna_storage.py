@@ -67,13 +67,12 @@ def check_storage(storage: RDBStorage, url: str, study: str, study_hash: str, re
 def fail_orphans(storage: RDBStorage, study_name: str, why: str, known: set | None = None) -> int:
     """Fail (and mark why) the study's RUNNING trials whose Tune trial will never report: those not
     in ``known`` (Optuna trial ids). Returns how many."""
-    names = optuna.get_all_study_names(storage)
-    if study_name not in names:
+    if study_name not in optuna.get_all_study_names(storage):
         return 0
-    study_id = storage.get_study_id_from_name(study_name)
+    study_id, known = storage.get_study_id_from_name(study_name), known or set()
     failed = 0
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id not in (known or set()):
+        if trial._trial_id not in known:
             storage.set_trial_user_attr(trial._trial_id, ORPHANED_ATTR, why)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             failed += 1

@@ -601,6 +601,24 @@ def same_trials(saved: dict, plan: Plan) -> bool:
     return True
 
 
+def tune_concurrency(plan: Plan, max_concurrent: int | None) -> int | None:
+    """The max_concurrent_trials Tune gets: searches default to 1, so that a seeded TPE search is
+    reproducible (with more, its suggestions depend on completion order; RAY_NOTES); grids to no limit."""
+    return (max_concurrent or 1) if plan.study.is_search else max_concurrent
+
+
+def restorable(study_dir: Path) -> bool:
+    """Whether the study directory holds a Tune experiment that Tuner.restore can continue."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(study_dir / TUNE_DIR))
+
+
+def study_records(study_dir: Path, study_hash: str) -> list[dict]:
+    """The readable records of this study (hash) in the directory."""
+    return [r for r in load_records(study_dir)[0] if r.get("study_hash") == study_hash]
+
+
 def check_resumed_concurrency(plan: Plan, options: RunOptions, study_dir: Path) -> None:
     """Tune restores an experiment with the concurrency it started with (pickled in its search
     state), so a --max-concurrent given on --resume would be ignored silently: refuse it instead."""
@@ -608,8 +626,7 @@ def check_resumed_concurrency(plan: Plan, options: RunOptions, study_dir: Path) 
         return
     saved = (_read_json(study_dir / STUDY_FILE) or {}).get("options", {})
     before = saved.get("max_concurrent")
-    effective = before or 1 if plan.study.is_search else before  # what _tuner_arguments gave Tune
-    if effective == options.max_concurrent or not (study_dir / TUNE_DIR / "tuner.pkl").exists():
+    if tune_concurrency(plan, before) == options.max_concurrent or not restorable(study_dir):
         return  # the same, or no Tune experiment to restore (a copy of an export): the new value applies
     started = f"--max-concurrent {before}" if before is not None else (
         "1 trial at a time (a search's default)" if plan.study.is_search else "no --max-concurrent (no limit)")
@@ -771,7 +788,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     tune_path = study_dir / TUNE_DIR
     with _quiet_missing_trial_results():
         samples = plan.samples
-        if options.resume and tune.Tuner.can_restore(str(tune_path)):
+        if options.resume and restorable(study_dir):
             tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
         else:
             if plan.study.is_search and options.resume:  # a copy of an export: no Tune experiment
@@ -784,13 +801,12 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     log_driver(study_dir, "end")
     # Tune returns normally after Ctrl-C; then the study did not end (a grid: trials without a
     # record; a search: fewer records than samples, every ended trial being recorded, failed too)
-    records = load_records(study_dir)[0]
     if setup["kind"] == "grid":
-        recorded = {r["trial_key"] for r in records}
+        recorded = {r["trial_key"] for r in load_records(study_dir)[0]}
         unended = [t.key for t in plan.trials if t.key not in recorded]
         if unended:
             raise StudyInterrupted(f"{len(unended)} of {len(plan.trials)} trials not ended")
-    elif (ended := sum(r.get("study_hash") == plan.study_hash for r in records)) < plan.samples:
+    elif (ended := len(study_records(study_dir, plan.study_hash))) < plan.samples:
         raise StudyInterrupted(f"{plan.samples - ended} of {plan.samples} samples not ended")
     return study_dir
 
@@ -803,7 +819,7 @@ def _continue_search_without_tune_state(plan: Plan, study_dir: Path, optuna: tup
     from raygan.optuna_storage import fail_orphans
 
     storage, study_name = optuna
-    recorded = sum(r.get("study_hash") == plan.study_hash for r in load_records(study_dir)[0])
+    recorded = len(study_records(study_dir, plan.study_hash))
     orphans = fail_orphans(storage, study_name, "its driver ended before it reported; continued from an export")
     left = max(0, plan.samples - recorded)
     print(f"raygan: {study_dir} has no Tune experiment (a copy of an export): the search continues in its Optuna "
@@ -909,7 +925,7 @@ def _tuner_arguments(plan: Plan, options: RunOptions, optuna: tuple | None = Non
         return {
             "param_space": {"trial": tune.grid_search([t.key for t in plan.trials])},
             "tune_config": tune.TuneConfig(
-                max_concurrent_trials=options.max_concurrent,
+                max_concurrent_trials=tune_concurrency(plan, options.max_concurrent),
                 reuse_actors=not options.workers_per_trial,
             ),
         }
@@ -929,9 +945,7 @@ def _tuner_arguments(plan: Plan, options: RunOptions, optuna: tuple | None = Non
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=plan.samples,
-            # One at a time by default: TPE's suggestions then do not depend on completion order,
-            # so a seeded search is reproducible (RAY_NOTES); raise it for throughput.
-            max_concurrent_trials=options.max_concurrent or 1,
+            max_concurrent_trials=tune_concurrency(plan, options.max_concurrent),
             reuse_actors=not options.workers_per_trial,
         )
     }

@@ -76,3 +76,4 @@ def test_a_new_search_has_nothing_to_fill(tmp_path, monkeypatch):
     monkeypatch.setitem(tuning._DRIVER, "study_hash", "h")
     scheduler = RungsFromRecords(**SETTINGS)
     assert decide(scheduler, "first", 1, 0.1) == TrialScheduler.CONTINUE  # nothing to compare with yet
+    assert {m: dict(r) for m, r in scheduler._brackets[0]._rungs} == {4: {}, 2: {}, 1: {"first": 0.1}}

@@ -222,11 +222,9 @@ def test_resume_refuses_a_new_max_concurrent_that_tune_would_ignore(tmp_path):
 def test_provenance_names_the_drivers_commits_not_the_exporters(tmp_path):
     """The results rows carry the commit of the process that wrote the Parquet files (an export
     too); PROVENANCE.md names the commits and versions the study's drivers ran."""
-    import json as _json
-
     from raygan.export import provenance_text
 
-    (tmp_path / "drivers.jsonl").write_text(_json.dumps({
+    (tmp_path / "drivers.jsonl").write_text(json.dumps({
         "event": "start", "time": 1000.0, "hostname": "vm", "cpu": "AMD EPYC", "cores": 2,
         "git_revision": "trainer", "torch_version": "2.13.0"}) + "\n")
     rows = [{"status": "finished", "git_revision": "exporter+dirty", "torch_version": "9.9", "train_seconds": 5.0}]
