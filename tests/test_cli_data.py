@@ -1,4 +1,6 @@
-"""`raygan data ...` as a user runs it: a real subprocess, JSON on the last line, clean errors."""
+"""`raygan data ...` as a user runs it: JSON on the last line, clean errors. `python -m raygan` is run
+as a real subprocess once (the front door); the rest call the same `raygan.cli.main` in-process
+(a new interpreter and torch import cost seconds per call)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,11 @@ import sys
 import pytest
 
 from fixtures import write_idx_dataset
-
-
-def raygan(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "raygan", *args], capture_output=True, text=True, env=env, timeout=120)
+from inprocess import raygan
 
 
 def test_help_lists_the_commands():
-    result = raygan("--help")
+    result = subprocess.run([sys.executable, "-m", "raygan", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "data" in result.stdout
 
 

@@ -1,7 +1,8 @@
 """The cluster path: cluster.yaml checked offline against Ray's own autoscaler schema, and a real
 two-node Ray cluster on this machine (two `ray start`s, token authentication on) running the
 bn_ablation smoke study submitted with `ray job submit`: trials on both nodes, the second node
-killed mid-study, the driver killed and resumed.
+killed mid-study, then the driver killed and the study resumed (one study does both: each pays a
+job's start-up and a smoke study's worth of trials).
 
 The nodes are stopped by PID (every process of each `ray start` session, found by session id and
 temp dir); nothing machine-wide is called, since that would stop every Ray of the user.
@@ -36,7 +37,6 @@ yaml = pytest.importorskip("yaml")
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 SMOKE_KEYS = 6  # bn_ablation smoke: γ ∈ {0, .1} × AdvProp × Freeze (Freeze only at γ > 0)
-SUPERVISION_SMOKE_KEYS = 3  # supervision smoke: digits class 3, three γ
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,11 +368,11 @@ def finish(job: subprocess.Popen, log: Path, timeout: float = 400) -> str:
     return log.read_text()
 
 
-def check_complete(study_dir: Path, epochs: int, trials: int = SMOKE_KEYS) -> list[dict]:
+def check_complete(study_dir: Path, epochs: int) -> list[dict]:
     """Every trial of the study's list exactly once in results.parquet, each epoch trained once."""
     pq = pytest.importorskip("pyarrow.parquet")
     expected = sorted(t["key"] for t in json.loads((study_dir / "study.json").read_text())["trial_list"])
-    assert len(expected) == trials
+    assert len(expected) == SMOKE_KEYS
     rows = pq.read_table(study_dir / "results.parquet").to_pylist()
     assert sorted(r["trial_key"] for r in rows) == expected
     assert all(r["status"] == "finished" and r["error"] is None and r["epochs"] == epochs for r in rows)
@@ -382,47 +382,12 @@ def check_complete(study_dir: Path, epochs: int, trials: int = SMOKE_KEYS) -> li
 
 
 @pytest.mark.slow
-def test_driver_killed_on_the_cluster_resumes(two_nodes, tmp_path):
-    """kill -9 of a study's driver, a `ray job submit` entrypoint on a two-node cluster, once a
-    trial has finished; --resume as a new job keeps what finished and trains the rest."""
-    cluster = two_nodes
-    cluster.second()
-    storage = tmp_path / "studies"
-    study_dir = storage / "supervision"
-    args = ("--epochs", "2", "--storage", str(storage))
-    first = cluster.submit(*args, log=tmp_path / "first.log", study="supervision")
-    try:
-        deadline = time.time() + 300
-        while len(records(study_dir)) < 1:
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-4000:]
-            assert time.time() < deadline, "no trial finished in time"
-            time.sleep(0.2)
-        # the driver is the job's entrypoint, a descendant of the head's raylet (not the local
-        # `ray job submit` client, which names the same script)
-        head = cluster.head.pids()
-        (driver,) = [pid for pid, (_, _, cmd) in _processes().items()
-                     if pid in head and cmd.startswith("python studies/supervision.py") and str(storage) in cmd]
-        before = records(study_dir)
-        os.kill(driver, signal.SIGKILL)
-        out = finish(first, tmp_path / "first.log", timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert len(before) < SUPERVISION_SMOKE_KEYS, "the study finished before the kill; nothing to resume"
-    assert "succeeded" not in out
-
-    second = cluster.submit(*args, "--resume", log=tmp_path / "second.log", study="supervision")
-    out = finish(second, tmp_path / "second.log")
-    assert second.returncode == 0 and "succeeded" in out, out[-4000:]
-    rows = check_complete(study_dir, 2, SUPERVISION_SMOKE_KEYS)
-    assert {r["node_id"] for r in rows} <= {n.node_id for n in cluster.nodes}
-    after = records(study_dir)
-    for key, record in before.items():  # finished before the kill: kept, not trained again
-        assert after[key]["recorded_at"] == record["recorded_at"]
-
-
-@pytest.mark.slow
-def test_study_runs_on_two_nodes_and_survives_losing_one(two_nodes, tmp_path):
+def test_a_study_on_two_nodes_survives_losing_one_then_its_driver_killed_and_resumed(two_nodes, tmp_path):
+    """The bn_ablation smoke study as a `ray job submit` entrypoint on a two-node cluster (token
+    authentication on): trials run on both nodes; the second node is lost (SIGKILL of its raylet)
+    in the middle of a trial, which is retried on the head from its last checkpoint; then the
+    driver itself is killed (kill -9) while that retry runs, and --resume as a new job keeps what
+    finished and trains the rest, every epoch of every trial exactly once."""
     from raygan.checkpoints import load_checkpoint
 
     cluster = two_nodes
@@ -432,10 +397,11 @@ def test_study_runs_on_two_nodes_and_survives_losing_one(two_nodes, tmp_path):
         urllib.request.urlopen(f"{cluster.dashboard}/api/jobs/", timeout=10)
     assert refused.value.code == 401
 
-    study_dir, log = tmp_path / "studies" / "bn_ablation", tmp_path / "job.log"
+    storage = tmp_path / "studies"
+    study_dir, log = storage / "bn_ablation", tmp_path / "first.log"
     epochs = 3
-    job = cluster.submit("--epochs", str(epochs), "--max-failures", "2", "--storage", str(tmp_path / "studies"),
-                         log=log)
+    args = ("--epochs", str(epochs), "--max-failures", "2", "--storage", str(storage))
+    job = cluster.submit(*args, log=log)
     try:
         # Lose the second node once it has finished a trial and is past the first epoch of another.
         # (Tune hands a waiting trial to an idle actor on a node that is already warm, so with
@@ -459,20 +425,39 @@ def test_study_runs_on_two_nodes_and_survives_losing_one(two_nodes, tmp_path):
             time.sleep(0.1)
         cluster.kill_node(second)
         assert not second.pids()
-        out = finish(job, log)
+
+        # The head alone now runs one trial at a time, the victim's retry first among them or not:
+        # kill the driver once that retry has started, before the study can finish.
+        deadline = time.time() + 300
+        while len(attempts(study_dir, victim)) < 2:
+            assert job.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, "the lost trial was not retried in time"
+            time.sleep(0.1)
+        head_pids = head.pids()  # the driver is a descendant of the head's raylet (not the local
+        # `ray job submit` client, which names the same script)
+        (driver,) = [pid for pid, (_, _, cmd) in _processes().items()
+                     if pid in head_pids and cmd.startswith("python studies/bn_ablation.py") and str(storage) in cmd]
+        before = records(study_dir)
+        os.kill(driver, signal.SIGKILL)
+        out = finish(job, log, timeout=120)
     finally:
         if job.poll() is None:
             job.kill()
-    assert job.returncode == 0 and "succeeded" in out, out[-4000:]
+    assert victim not in before and len(before) < SMOKE_KEYS and "succeeded" not in out
+    assert f"{victim} failed on" in out and "retry 1 of 2, from its last checkpoint" in out
+    first, retry = attempts(study_dir, victim)[:2]
+    assert first["node_id"] == second.node_id and first["start_epoch"] == 0
+    assert retry["node_id"] == head.node_id and 1 <= retry["start_epoch"] < epochs  # not from scratch
 
+    resumed = cluster.submit(*args, "--resume", log=tmp_path / "second.log")
+    out = finish(resumed, tmp_path / "second.log")
+    assert resumed.returncode == 0 and "succeeded" in out, out[-4000:]
     rows = check_complete(study_dir, epochs)
     assert {r["node_id"] for r in rows} == {head.node_id, second.node_id}  # results from both nodes
-    # the lost trial was retried on the head from its last checkpoint, not from scratch
-    first, retry = attempts(study_dir, victim)
-    assert first["node_id"] == second.node_id and first["start_epoch"] == 0
-    assert retry["node_id"] == head.node_id and 1 <= retry["start_epoch"] < epochs
-    assert records(study_dir)[victim]["node_id"] == head.node_id
-    assert f"{victim} failed on" in out and "retry 1 of 2, from its last checkpoint" in out
-    for key, record in records(study_dir).items():
+    after = records(study_dir)
+    assert after[victim]["node_id"] == head.node_id
+    for key, record in before.items():  # finished before the kill: kept, not trained again
+        assert after[key]["recorded_at"] == record["recorded_at"]
+    for key in after:
         if key != victim:
-            assert len(record["attempts"]) == 1, key
+            assert len(attempts(study_dir, key)) == 1, key

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from inprocess import raygan
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(p for p in (ROOT / "results").glob("*-cpu") if (p / "study.json").exists())
@@ -31,8 +30,7 @@ def test_committed_results_report_as_committed(folder, tmp_path):
     shutil.copytree(folder, copy)
     before = _digest(copy)
     args = ["--same-score"] if (copy / "same_score.json").exists() else []
-    result = subprocess.run([sys.executable, "-m", "raygan", "report", str(copy), *args],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = raygan("report", str(copy), *args)
     assert result.returncode == 0, result.stderr
     committed = (folder / "report.md").read_text()
     if "optimisation history" in committed:  # a search's report names its own folder

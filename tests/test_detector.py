@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from inprocess import raygan
 
 from raygan.checkpoints import load_checkpoint, save_checkpoint
 from raygan.cli import main
@@ -79,11 +78,8 @@ def test_score_cli_end_to_end_on_a_tiny_digits_run(trained_run, tmp_path):
     for i in range(3):  # 8-bit files: 0..255
         Image.fromarray((raw[i].astype(np.float32) * 255 / 16).round().astype(np.uint8)).save(folder / f"d{i}.png")
     csv_path, maps = tmp_path / "scores.csv", tmp_path / "maps"
-    result = subprocess.run(
-        [sys.executable, "-m", "raygan", "score", "--checkpoint", str(out / "checkpoints" / "selected.pt"),
-         str(tmp_path / "digits.npy"), str(folder), "--out", str(csv_path), "--save-maps", str(maps)],
-        capture_output=True, text=True, timeout=300,
-    )
+    result = raygan("score", "--checkpoint", str(out / "checkpoints" / "selected.pt"),
+                    str(tmp_path / "digits.npy"), str(folder), "--out", str(csv_path), "--save-maps", str(maps))
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["path"] for r in rows] == [f"{tmp_path / 'digits.npy'}[{i}]" for i in range(len(raw))] + [

@@ -59,24 +59,22 @@ def step_and_collect(method, x, y, bn_eval: bool) -> dict:
     return out
 
 
-def _worker(rank: int, world: int, port: int, values: dict, anomalies: int, bn_eval: bool, result_path: str, size: int):
+def _worker(rank: int, world: int, port: int, jobs: dict, result_dir: str):
+    """Every job's one DDP step, in one process group: spawning two processes that import torch
+    costs seconds, so the module's cases share one spawn (each job its own model, DDP wrapper and
+    batch; both ranks take the jobs in the same order, as DDP's collectives need)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        method = make_method(values)
-        method.distribute(context_from_process_group())
-        x, y = shard(*global_batch(anomalies, size), rank, world)
-        out = step_and_collect(method, x, y, bn_eval)
-        torch.save(out, result_path.replace("rank0", f"rank{rank}"))
+        for name, (values, anomalies, bn_eval, size) in jobs.items():
+            method = make_method(values)
+            method.distribute(context_from_process_group())
+            x, y = shard(*global_batch(anomalies, size), rank, world)
+            out = step_and_collect(method, x, y, bn_eval)
+            torch.save(out, os.path.join(result_dir, f"{name}-rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
-
-
-def run_ddp(tmp_path, values, anomalies=0, bn_eval=True, world=2, size=GLOBAL_BATCH) -> dict:
-    path = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(world, free_port(), values, anomalies, bn_eval, path, size), nprocs=world, join=True)
-    return torch.load(path, weights_only=True)
 
 
 # Shared BN: these tests compare DDP with one process with BN in eval mode, where AdvProp's
@@ -85,9 +83,35 @@ def run_ddp(tmp_path, values, anomalies=0, bn_eval=True, world=2, size=GLOBAL_BA
 AGAD = {"method": "agad", "model": {"backbone": "naive", "latent_size": 16, "bn_strategy": "shared"}}
 IMBALANCE_GAN = {"method": "imbalance_gan", "model": {"latent_size": 16}, "data": {"anomaly_fraction": 0.1}}
 
+# Every method and BN strategy under DDP in training mode (name: values, anomalies in the global batch).
+EVERY_METHOD = {
+    "agad-advprop+freeze-anomalies": ({"method": "agad", "model": {"backbone": "naive", "latent_size": 16, "bn_strategy": "advprop+freeze"}, "data": {"anomaly_fraction": 0.1}}, 4),
+    "agad-advprop-no-adcon": ({"method": "agad", "model": {"backbone": "naive", "latent_size": 16, "bn_strategy": "advprop"}, "loss": {"contextual_adversarial_weight": 0.0}}, 0),
+    "ganomaly": ({"method": "ganomaly", "model": {"latent_size": 16}}, 0),
+    "skip_ganomaly": ({"method": "skip_ganomaly"}, 0),
+    "autoencoder": ({"method": "autoencoder"}, 0),
+    "imbalance_gan-freeze": ({**IMBALANCE_GAN, "model": {"latent_size": 16, "bn_strategy": "freeze"}}, 4),
+}
+# name: (values, anomalies, BN in eval mode, global batch size)
+JOBS = {
+    "agad-bn-eval": (AGAD, 0, True, GLOBAL_BATCH),
+    "agad-bn-train-64": (AGAD, 0, False, 64),
+    "imbalance_gan": (IMBALANCE_GAN, 4, False, GLOBAL_BATCH),
+    **{name: (values, anomalies, False, GLOBAL_BATCH) for name, (values, anomalies) in EVERY_METHOD.items()},
+}
 
-def test_two_workers_take_the_same_step_as_one_with_bn_in_eval_mode(tmp_path):
-    two = run_ddp(tmp_path, AGAD)
+
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory):
+    """name -> (rank 0's, rank 1's) gradients and parameters after one DDP step of every job."""
+    result_dir = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, free_port(), JOBS, str(result_dir)), nprocs=2, join=True)
+    return {name: tuple(torch.load(result_dir / f"{name}-rank{r}.pt", weights_only=True) for r in (0, 1))
+            for name in JOBS}
+
+
+def test_two_workers_take_the_same_step_as_one_with_bn_in_eval_mode(ddp):
+    two = ddp["agad-bn-eval"][0]
     torch.set_num_threads(1)
     one = step_and_collect(make_method(AGAD), *global_batch(), bn_eval=True)
     for key in one:
@@ -97,11 +121,11 @@ def test_two_workers_take_the_same_step_as_one_with_bn_in_eval_mode(tmp_path):
             torch.testing.assert_close(two[key], one[key], rtol=0, atol=2e-5)
 
 
-def test_per_worker_batch_norm_statistics_give_a_small_documented_difference(tmp_path):
+def test_per_worker_batch_norm_statistics_give_a_small_documented_difference(ddp):
     # In train mode each worker normalises with its own half-batch statistics (no SyncBatchNorm on
     # CPU), so the gradients are close to, but not exactly, the single-process ones. With global
     # batch 64 (2 x 32) the generator gradients agree to a cosine similarity above 0.95.
-    two = run_ddp(tmp_path, AGAD, bn_eval=False, size=64)
+    two = ddp["agad-bn-train-64"][0]
     torch.set_num_threads(1)
     one = step_and_collect(make_method(AGAD), *global_batch(size=64), bn_eval=False)
     g2, g1 = two["generator.grad"], one["generator.grad"]
@@ -111,31 +135,17 @@ def test_per_worker_batch_norm_statistics_give_a_small_documented_difference(tmp
     assert cosine > 0.95, cosine
 
 
-@pytest.mark.parametrize(
-    "values,anomalies",
-    [
-        ({"method": "agad", "model": {"backbone": "naive", "latent_size": 16, "bn_strategy": "advprop+freeze"}, "data": {"anomaly_fraction": 0.1}}, 4),
-        ({"method": "agad", "model": {"backbone": "naive", "latent_size": 16, "bn_strategy": "advprop"}, "loss": {"contextual_adversarial_weight": 0.0}}, 0),
-        ({"method": "ganomaly", "model": {"latent_size": 16}}, 0),
-        ({"method": "skip_ganomaly"}, 0),
-        ({"method": "autoencoder"}, 0),
-        ({**IMBALANCE_GAN, "model": {"latent_size": 16, "bn_strategy": "freeze"}}, 4),
-    ],
-    ids=["agad-advprop+freeze-anomalies", "agad-advprop-no-adcon", "ganomaly", "skip_ganomaly", "autoencoder",
-         "imbalance_gan-freeze"],
-)
-def test_every_method_and_bn_strategy_trains_under_ddp(tmp_path, values, anomalies):
-    out = run_ddp(tmp_path, values, anomalies=anomalies, bn_eval=False)
+@pytest.mark.parametrize("name", list(EVERY_METHOD))
+def test_every_method_and_bn_strategy_trains_under_ddp(ddp, name):
+    out = ddp[name][0]
     assert all(torch.isfinite(v).all() for v in out.values())
     assert out["generator.grad"].abs().sum() > 0
 
 
-
-def test_imbalance_gan_keeps_all_three_networks_identical_across_workers(tmp_path):
+def test_imbalance_gan_keeps_all_three_networks_identical_across_workers(ddp):
     # Both discriminators are wrapped by DDP like the generator: after a step with each worker on
     # its own half of the normals and anomalies, every replica holds the same weights.
-    rank0 = run_ddp(tmp_path, IMBALANCE_GAN, anomalies=4, bn_eval=False)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    rank0, rank1 = ddp["imbalance_gan"]
     assert {"generator.param", "discriminator.param", "anomaly_discriminator.param"} <= set(rank0)
     for key, value in rank0.items():
         assert value.abs().sum() > 0, key  # every network trained: non-zero gradients

@@ -7,10 +7,10 @@ import json
 import math
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from inprocess import raygan
 
 from raygan.errors import ConfigError, RayganError
 from raygan.study import (
@@ -363,8 +363,10 @@ def test_search_space_samples_valid_configs_with_conditionals():
 
 
 def _study_script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "studies" / f"{name}.py"), *args],
-                          capture_output=True, text=True, timeout=120)
+    """``python studies/<name>.py ARGS`` through the script's entry point, in-process."""
+    from inprocess import study_script
+
+    return study_script(STUDIES.get(name), *args)
 
 
 def test_dry_run_prints_trials_and_ends_with_json():
@@ -378,8 +380,7 @@ def test_dry_run_prints_trials_and_ends_with_json():
 
 
 def test_raygan_study_run_dry_run_matches_the_script():
-    cli = subprocess.run([sys.executable, "-m", "raygan", "study", "run", "hpo", "--dry-run"],
-                         capture_output=True, text=True, timeout=120)
+    cli = raygan("study", "run", "hpo", "--dry-run")
     script = _study_script("hpo", "--dry-run")
     assert cli.returncode == 0 and script.returncode == 0, cli.stderr + script.stderr
     assert json.loads(cli.stdout.splitlines()[-1]) == json.loads(script.stdout.splitlines()[-1])
@@ -414,7 +415,7 @@ def test_study_script_usage_errors_are_raygans_one_line(tmp_path):
 
 
 def test_report_of_a_wrong_directory_says_what_to_pass(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "raygan", "report", str(tmp_path)], capture_output=True, text=True)
+    result = raygan("report", str(tmp_path))
     assert result.returncode == 2 and "is not a study directory" in result.stderr
 
 
@@ -622,9 +623,7 @@ def test_hpo_confirm_says_which_search_config_it_needs(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"configures method 'ganomaly'; hpo_confirm confirms an AGAD search"):
         expand(study, study.profile("cpu"))
     monkeypatch.delenv("RAYGAN_CONFIRM_CONFIG")
-    result = subprocess.run([sys.executable, "studies/hpo_confirm.py", "--profile", "paper", "--dry-run"],
-                            capture_output=True, text=True, cwd=ROOT,
-                            env={k: v for k, v in __import__("os").environ.items() if k != "RAYGAN_CONFIRM_CONFIG"})
+    result = _study_script("hpo_confirm", "--profile", "paper", "--dry-run")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "results/hpo-paper/best_config.json does not exist" in result.stderr
 

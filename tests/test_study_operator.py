@@ -192,11 +192,13 @@ def test_a_local_ray_started_by_a_killed_driver_leaves_no_process(tmp_path):
                 pass
 
 
-def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
-    """After a study of a DDP trial (--workers-per-trial 2) no per-trial actor is alive: no Ray
-    Train controller, worker or detached PlacementGroupCleaner (ray-project/ray#65443: measured, Ray
-    2.60 stops each run's cleaner), and no placement group is left; the finished trials' Ray Train
-    checkpoint copies are deleted."""
+def test_ddp_trials_fail_in_kind_and_leave_no_actor_behind(ray_cluster, tmp_path):
+    """A study of two DDP trials (--workers-per-trial 2, --max-failures 1): the one at lr 1e30,
+    whose loss is NaN at step 1 inside the workers, keeps its error's kind (NonFiniteLoss) through
+    Ray Train, so the study records it failed once instead of retrying it; the other finishes.
+    Afterwards no per-trial actor is alive: no Ray Train controller, worker or detached
+    PlacementGroupCleaner (ray-project/ray#65443: measured, Ray 2.60 stops each run's cleaner), and
+    no placement group is left; the finished trial's Ray Train checkpoint copies are deleted."""
     from collections import Counter
 
     from ray.util.state import list_actors, list_placement_groups
@@ -204,35 +206,39 @@ def test_ddp_trials_leave_no_actor_behind(ray_cluster, tmp_path):
     import argparse
 
     from raygan.study_cli import add_study_arguments, options_from
-    from raygan.tuning import run_plan
+    from raygan.tuning import read_attempts, run_plan
 
     def alive() -> Counter:
         actors = list_actors(address=ray_cluster, filters=[("state", "=", "ALIVE")], limit=1000)
         return Counter(a.class_name for a in actors)
 
     before = alive()
-    plan = tiny_plan("ddp_probe", epochs=1)
+    plan = tiny_plan("ddp_probe", epochs=1, lrs=(0.001, 1e30))
     # the study scripts' own flags make the options (what `--workers-per-trial 2` runs)
     parser = argparse.ArgumentParser()
     add_study_arguments(parser)
     options = options_from(parser.parse_args(["--workers-per-trial", "2", "--cpus-per-worker", "0.9",
-                                              "--max-concurrent", "1", "--storage", str(tmp_path)]))
+                                              "--max-concurrent", "1", "--max-failures", "1",
+                                              "--storage", str(tmp_path)]))
     assert options.workers_per_trial == 2 and options.cpus_per_worker == 0.9
     study_dir = run_plan(plan, options)
-    records = [json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json")]
-    assert [r["status"] for r in records] == ["finished"]
-    for r in records:
-        assert r["metrics"]["epochs"] == 1 and 0 <= r["metrics"]["auroc"] <= 1
+    records = {r["config"]["train"]["lr"]: r for r in
+               (json.loads(p.read_text()) for p in (study_dir / "rows").glob("*.json"))}
+    assert {lr: r["status"] for lr, r in records.items()} == {0.001: "finished", 1e30: "failed"}
+    assert records[0.001]["metrics"]["epochs"] == 1 and 0 <= records[0.001]["metrics"]["auroc"] <= 1
+    error = records[1e30]["error"]
+    assert error.startswith("distributed training failed:") and "became nan" in error, error
+    for r in records.values():  # one attempt each: the NaN run was not retried
+        assert len(read_attempts(study_dir / "trials" / r["trial_key"])) == 1, r["trial_key"]
     # Ray Train's cluster-wide AutoscalingCoordinator (a named, detached singleton that every Train
     # run reuses) may stay; nothing may stay per trial.
     left = alive() - before - Counter({"_AutoscalingCoordinatorActor": 1})
     assert not left, f"actors alive after the study: {dict(left)}"
     pgs = [pg for pg in list_placement_groups(address=ray_cluster, limit=1000) if pg.state != "REMOVED"]
     assert not pgs, pgs
-    for r in records:
-        run_dir = study_dir / "trials" / r["trial_key"]
-        assert (run_dir / "ray").is_dir() and not list((run_dir / "ray").glob("*/checkpoint_*"))
-        assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"selected.pt"}
+    run_dir = study_dir / "trials" / records[0.001]["trial_key"]
+    assert (run_dir / "ray").is_dir() and not list((run_dir / "ray").glob("*/checkpoint_*"))
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"selected.pt"}
 
 
 def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, tmp_path, caplog):

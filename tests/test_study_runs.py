@@ -16,9 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from inprocess import raygan
 
 pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -53,7 +55,7 @@ def wait_for_records(driver: subprocess.Popen, study_dir: Path, count: int, time
         time.sleep(0.5)
 
 
-def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster, tmp_path):
+def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster, tmp_path, capsys):
     out, summary = finish(study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3",
                                 "--storage", str(tmp_path), cluster=ray_cluster))
     study_dir = tmp_path / "bn_ablation"
@@ -76,7 +78,7 @@ def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster
 
     # the report: paper layout, one row per (AdvProp, Freeze, γ) cell; the same table from the CLI
     assert "| dataset | advprop | freeze | gamma | class 3 | avg | SD | paper | Δ |" in out
-    table = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir)], capture_output=True, text=True)
+    table = raygan("report", str(study_dir))
     assert table.returncode == 0 and table.stdout.count("| digits |") == SMOKE_TRIALS
     assert f"{SMOKE_TRIALS} trials finished, 0 failed" in table.stdout
 
@@ -93,7 +95,7 @@ def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster
         assert hparams and any(b"advprop" in content for content in hparams.values())
 
     scores_and_figures_are_those_of_the_selected_epoch(study_dir, tmp_path)
-    export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path)
+    export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path, capsys)
 
 
 def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
@@ -120,11 +122,24 @@ def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_repo
     killed.wait()
     assert len(records(study_dir)) < 4, "the search finished before the kill; nothing to resume"
     exported = tmp_path / "exported"  # the killed search's export: records and optuna.db, no Tune state
-    done = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(study_dir), "--out", str(exported)],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = raygan("study", "export", str(study_dir), "--out", str(exported))
     assert done.returncode == 0, done.stderr
 
-    out, summary = finish(study(*args, "--resume", cluster=ray_cluster))
+    # Resumed in place (from its Tune state) and, at the same time on the same Ray, from the
+    # export's copy (a search moved to another machine: no Tune state, so it runs only the samples
+    # not recorded, in the same Optuna study, and fails the trial the killed driver left running).
+    shutil.copytree(exported, tmp_path / "moved" / "hpo")
+    resumed = study(*args, "--resume", cluster=ray_cluster)
+    moved = study(sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path / "moved"),
+                  "--resume", cluster=ray_cluster)
+    with ThreadPoolExecutor(1) as pool:  # read both drivers' pipes at once: neither may block on a full one
+        moved_output = pool.submit(moved.communicate, timeout=600)
+        out, summary = finish(resumed)
+        moved_out, moved_err = moved_output.result()
+    assert moved.returncode == 0, moved_err[-4000:]
+    every_tune_trial_once_in_optuna(tmp_path / "moved" / "hpo", json.loads(moved_out.strip().splitlines()[-1]))
+    assert "has no Tune experiment (a copy of an export): the search continues in its Optuna study" in moved_err
+
     rows = every_tune_trial_once_in_optuna(study_dir, summary)
     for r in rows:
         # the sampled values are the trial's config
@@ -133,16 +148,6 @@ def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_repo
         assert (r["loss.contextual_adversarial_weight"] == 0.0) == (not r["factor.contextual_adversarial"])
         assert r["epochs"] == (2 if r["status"] == "finished" else 1)
 
-    # the export's copy resumes too (a search moved to another machine): it runs only the samples
-    # not recorded, in the same Optuna study, and fails the trial the killed driver left running
-    shutil.copytree(exported, tmp_path / "moved" / "hpo")
-    moved = study(sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path / "moved"),
-                  "--resume", cluster=ray_cluster)
-    moved_out, moved_err = moved.communicate(timeout=600)
-    assert moved.returncode == 0, moved_err[-4000:]
-    every_tune_trial_once_in_optuna(tmp_path / "moved" / "hpo", json.loads(moved_out.strip().splitlines()[-1]))
-    assert "has no Tune experiment (a copy of an export): the search continues in its Optuna study" in moved_err
-
     assert "ranked by validation AUROC" in out
     assert "optimisation history (Optuna study raygan-hpo-" in out and "parameter importances" in out
     config_file = study_dir / "best_config.json"
@@ -150,8 +155,7 @@ def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_repo
     from raygan.config import RunConfig
 
     assert RunConfig.from_dict(json.loads(config_file.read_text())).model.backbone == "naive"
-    best = subprocess.run([sys.executable, "-m", "raygan", "study", "best", str(study_dir)],
-                          capture_output=True, text=True)
+    best = raygan("study", "best", str(study_dir))
     assert best.returncode == 0, best.stderr
     chosen = json.loads(best.stdout)
     assert chosen["auroc_val"] == max(r["auroc_val"] for r in rows)
@@ -186,12 +190,18 @@ def every_tune_trial_once_in_optuna(study_dir: Path, summary: dict) -> list[dict
     return rows
 
 
-def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_trial(tmp_path):
+def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_trial(tmp_path, capsys):
     import optuna
 
+    from raygan.study import load_studies
+    from raygan.study_cli import main
+
     def run(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "studies/hpo.py", "--profile", "smoke", "--storage", str(tmp_path),
-                               *extra], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        """studies/hpo.py's entry point in-process: the refusals come before Ray is joined."""
+        with pytest.raises(SystemExit) as exited:
+            main(load_studies().get("hpo"), ["--profile", "smoke", "--storage", str(tmp_path), *extra])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess("hpo.py", exited.value.code, out, err)
 
     for url in ("not a url", "postgresql://raygan:secret@127.0.0.1:9/optuna"):
         result = run("--optuna-storage", url)
@@ -236,8 +246,7 @@ def scores_and_figures_are_those_of_the_selected_epoch(study_dir: Path, tmp_path
             assert np.isclose(saved["scores"], distance, rtol=1e-5).any()
 
     figures = tmp_path / "figures"
-    result = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir), "--figures", str(figures)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = raygan("report", str(study_dir), "--figures", str(figures))
     assert result.returncode == 0, result.stderr
     expected = {"auroc_per_epoch_digits.png", "reconstructions_digits_c3.png", "gamma_vs_auroc.png",
                 *(f"score_boxes_digits_advprop_{a}_freeze_{f}.png" for a in ("no", "yes") for f in ("no", "yes"))}
@@ -265,8 +274,7 @@ def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoint
     assert summary["finished"] == 4 and summary["failed"] == 0
 
     def same_score_table() -> tuple[str, dict]:
-        result = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir), "--same-score"],
-                                capture_output=True, text=True, cwd=ROOT)
+        result = raygan("report", str(study_dir), "--same-score")
         assert result.returncode == 0, result.stderr
         return result.stdout, json.loads((study_dir / "same_score.json").read_text())
 
@@ -283,7 +291,7 @@ def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoint
     assert same_score_table() == (text, scores)
 
 
-def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, study_dir: Path, tmp_path: Path):
+def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, study_dir: Path, tmp_path: Path, capsys):
     """`raygan study export` writes what results/<study>-<profile>/ commits (no checkpoints, no Tune
     state); a copy of it, written before a config field existed, continues with --resume and trains
     only the trials it lacks. ``study_dir``: the finished bn_ablation smoke study of 3 epochs."""
@@ -291,8 +299,7 @@ def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, 
         return [sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3", "--storage", str(storage)]
 
     exported = tmp_path / "bn_ablation-smoke"
-    result = subprocess.run([sys.executable, "-m", "raygan", "study", "export", str(study_dir),
-                             "--out", str(exported)], capture_output=True, text=True, cwd=ROOT)
+    result = raygan("study", "export", str(study_dir), "--out", str(exported))
     assert result.returncode == 0, result.stderr
     names = {p.name for p in exported.iterdir()}
     assert {"study.json", "rows", "results.parquet", "curves.parquet", "report.md", "figures", "PROVENANCE.md"} <= names
@@ -300,7 +307,7 @@ def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, 
     assert "| dataset | advprop | freeze | gamma | class 3 |" in (exported / "report.md").read_text()
     provenance = (exported / "PROVENANCE.md").read_text()
     assert f"{SMOKE_TRIALS} finished" in provenance and "wall time:" in provenance and "over 1 driver run(s)" in provenance
-    report = subprocess.run([sys.executable, "-m", "raygan", "report", str(exported)], capture_output=True, text=True)
+    report = raygan("report", str(exported))
     assert report.returncode == 0 and report.stdout == (exported / "report.md").read_text(), report.stderr
 
     study_dir = tmp_path / "second" / "bn_ablation"
@@ -331,6 +338,9 @@ def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, 
     # a changed value is another study: refused
     manifest["trial_list"][0]["config"]["train"]["lr"] = 0.5
     (study_dir / "study.json").write_text(json.dumps(manifest))
-    refused = subprocess.run([*script(tmp_path / "second"), "--resume", "--address", ray_cluster],
-                             capture_output=True, text=True, cwd=ROOT)
-    assert refused.returncode == 2 and "holds study bn_ablation profile smoke with other trials" in refused.stderr
+    from raygan.study import load_studies
+    from raygan.study_cli import main
+
+    with pytest.raises(SystemExit) as refused:  # before joining Ray: in-process, as a script would run it
+        main(load_studies().get("bn_ablation"), [*script(tmp_path / "second")[2:], "--resume", "--address", ray_cluster])
+    assert refused.value.code == 2 and "holds study bn_ablation profile smoke with other trials" in capsys.readouterr().err

@@ -5,11 +5,10 @@ and `--resume` writes a damaged study.json again."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from inprocess import raygan
 
 from raygan.cli import main
 from raygan.errors import RayganError
@@ -81,7 +80,7 @@ def test_an_unreadable_parquet_file_without_records_says_so(tmp_path, capsys):
 def test_a_study_json_that_is_not_json_is_one_line_naming_it(tmp_path):
     study_dir, _ = make_study_dir(tmp_path)
     (study_dir / "study.json").write_text('{"study": "bn_abl')
-    result = subprocess.run([sys.executable, "-m", "raygan", "report", str(study_dir)], capture_output=True, text=True)
+    result = raygan("report", str(study_dir))
     line = one_line(result.stderr)
     assert result.returncode == 2 and line.startswith(f"raygan: error: {study_dir / 'study.json'} is damaged (not valid JSON")
     assert "--resume" in line

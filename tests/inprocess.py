@@ -1,0 +1,38 @@
+"""`raygan ...` run in the test's own process: the same `raygan.cli.main` that `python -m raygan`
+calls (and a study script's entry point), without paying a new interpreter and a torch import
+(seconds each) for commands that end without training or that read a study directory (report,
+export, best, dry runs, refusals). Drivers that are killed or interrupted stay subprocesses,
+and test_cli_data.py checks the `python -m raygan` front door itself."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+
+
+def raygan(*args: str) -> subprocess.CompletedProcess:
+    """Run ``raygan ARGS`` in-process; the result reads like ``subprocess.run(..., text=True)``."""
+    from raygan.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exited:  # argparse's usage errors
+            code = exited.code if isinstance(exited.code, int) else 2
+    return subprocess.CompletedProcess(["raygan", *args], code, out.getvalue(), err.getvalue())
+
+
+def study_script(study, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python studies/<study>.py ARGS`` through its entry point (raygan.study_cli.main), in-process."""
+    from raygan.study_cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(study, list(args))
+            code = 0
+        except SystemExit as exited:
+            code = exited.code if isinstance(exited.code, int) else (0 if exited.code is None else 2)
+    return subprocess.CompletedProcess([f"studies/{study.name}.py", *args], code, out.getvalue(), err.getvalue())
