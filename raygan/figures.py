@@ -314,8 +314,9 @@ def reconstructions(results: StudyResults, dataset: str, class_index: int, out_d
         panels.append((cell, x, x_hat, targets))
     if not panels:
         if cells:  # trials to draw, but their checkpoints were not kept
-            print(f"raygan: no reconstructions_{dataset}_c{class_index}.png: its trials kept no "
-                  f"checkpoints/selected.pt (the study ran with --keep-checkpoints none)", file=sys.stderr)
+            print(f"raygan: no reconstructions_{dataset}_c{class_index}.png: its trials have no "
+                  f"checkpoints/selected.pt here (run with --keep-checkpoints none, or continued from an "
+                  f"export, which keeps no checkpoints)", file=sys.stderr)
         return None
     n_images = len(panels[0][1])
     fig, axes = plt.subplots(3 * len(panels), n_images, figsize=(0.78 * n_images + 1.8, 0.8 * 3 * len(panels) + 0.8),

@@ -50,7 +50,7 @@ def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path
 
         assert main(["report", str(study_dir), "--figures", str(tmp_path / "figures")]) == 0
         err = capsys.readouterr().err
-        assert "raygan: no reconstructions_digits_c0.png: its trials kept no checkpoints/selected.pt" in err
+        assert "raygan: no reconstructions_digits_c0.png: its trials have no checkpoints/selected.pt here" in err
         assert (tmp_path / "figures" / "auroc_per_epoch_digits.png").exists()
 
 
