@@ -22,3 +22,9 @@ def without_password(text: str) -> str:
     import re
 
     return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", text)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name if it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

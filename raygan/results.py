@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygan.atomic import atomic_path
-from raygan.errors import RayganError
+from raygan.errors import RayganError, first_line
 from raygan.tuning import ROWS_DIR, STUDY_FILE, read_manifest, read_records
 
 RESULTS_FILE = "results.parquet"
@@ -162,16 +162,11 @@ def read_results(study_dir: Path, skip_damaged: bool = False) -> tuple[dict, lis
             if (study_dir / name).exists():
                 pq.read_table(study_dir / name)
         except (pa.ArrowException, OSError) as exc:
-            print(f"raygan: {study_dir / name} is unreadable ({_first_line(exc)}); writing the Parquet files "
+            print(f"raygan: {study_dir / name} is unreadable ({first_line(exc)}); writing the Parquet files "
                   f"again from {study_dir / ROWS_DIR}", file=sys.stderr)
             write_results(study_dir)
             break
     return info, pq.read_table(path).to_pylist()
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _stale(study_dir: Path, path: Path) -> bool:

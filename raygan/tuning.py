@@ -42,7 +42,7 @@ from typing import Any
 
 from raygan.atomic import write_text
 from raygan.config import RunConfig
-from raygan.errors import ConfigError, RayganError
+from raygan.errors import ConfigError, RayganError, first_line
 from raygan.study import SEARCH_METRIC, Study, Trial, apply_sampled
 
 STUDY_FILE = "study.json"
@@ -692,24 +692,20 @@ def _init_ray(address: str | None) -> None:
                 configure_logging=False,
             )
     except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayganError(
-            f"cannot join the Ray cluster at --address {address}: {first} (with token authentication, set "
-            f"RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token)"
+            f"cannot join the Ray cluster at --address {address}: {first_line(exc)} (with token "
+            f"authentication, set RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token)"
         ) from None
     except Exception as exc:
         if not local:
             raise
         # Seen here: "The current node timed out during startup" on a machine whose cores other
         # jobs held (or a driver started under `nice`, which Ray's GCS and raylet inherit).
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        try:
+        with contextlib.suppress(Exception):  # best effort: the start failed already
             ray.shutdown()  # what did start (the GCS, say) must not outlive this driver
-        except Exception:  # noqa: BLE001 (best effort: the start failed already)
-            pass
         raise RayganError(
-            f"the local Ray did not start: {first} (on a busy machine, retry once the load is lower; do not "
-            f"run the study under `nice`, whose priority Ray's own processes inherit: set "
+            f"the local Ray did not start: {first_line(exc)} (on a busy machine, retry once the load is "
+            f"lower; do not run the study under `nice`, whose priority Ray's own processes inherit: set "
             f"RAY_worker_niceness for the trials instead; or join a running Ray with --address)"
         ) from None
     if local:

@@ -11,28 +11,26 @@ import io
 import subprocess
 
 
+def _captured(argv: list[str], run) -> subprocess.CompletedProcess:
+    """``run()``'s exit code (its return value, or SystemExit's) and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = run() or 0
+        except SystemExit as exited:  # argparse's usage errors, a study script's sys.exit
+            code = exited.code if isinstance(exited.code, int) else (0 if exited.code is None else 2)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
 def raygan(*args: str) -> subprocess.CompletedProcess:
     """Run ``raygan ARGS`` in-process; the result reads like ``subprocess.run(..., text=True)``."""
     from raygan.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exited:  # argparse's usage errors
-            code = exited.code if isinstance(exited.code, int) else 2
-    return subprocess.CompletedProcess(["raygan", *args], code, out.getvalue(), err.getvalue())
+    return _captured(["raygan", *args], lambda: main(list(args)))
 
 
 def study_script(study, *args: str) -> subprocess.CompletedProcess:
     """Run ``python studies/<study>.py ARGS`` through its entry point (raygan.study_cli.main), in-process."""
     from raygan.study_cli import main
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(study, list(args))
-            code = 0
-        except SystemExit as exited:
-            code = exited.code if isinstance(exited.code, int) else (0 if exited.code is None else 2)
-    return subprocess.CompletedProcess([f"studies/{study.name}.py", *args], code, out.getvalue(), err.getvalue())
+    return _captured([f"studies/{study.name}.py", *args], lambda: main(study, list(args)))

@@ -168,15 +168,16 @@ def test_an_unreachable_address_fails_in_seconds_with_one_line(tmp_path, address
     assert not (tmp_path / "bn_ablation").exists()  # nothing to --resume from a run that never joined Ray
 
 
-def test_a_local_ray_that_does_not_start_is_one_line_and_stops_what_started(tmp_path, monkeypatch, capsys):
+def test_a_local_ray_that_does_not_start_is_one_line_and_stops_what_started(tmp_path, monkeypatch):
     """ray.init of a local Ray raising what Ray 2.60 raises when its raylet does not register in
     30 s (seen here on a loaded machine, and under `nice`): the study says so in one line, leaves
     no study directory, and shuts down what had started. ray.init is replaced (Ray would wait 30 s
     first); the session's own Ray, if any, is not touched."""
     import ray
 
+    from inprocess import study_script
+
     from raygan.study import load_studies
-    from raygan.study_cli import main
 
     def init(**kwargs):
         raise Exception("The current node timed out during startup. This could happen because some of "
@@ -187,11 +188,10 @@ def test_a_local_ray_that_does_not_start_is_one_line_and_stops_what_started(tmp_
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
     monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(True))
-    with pytest.raises(SystemExit) as exited:
-        main(load_studies().get("bn_ablation"), ["--profile", "smoke", "--storage", str(tmp_path)])
-    err = capsys.readouterr().err
+    result = study_script(load_studies().get("bn_ablation"), "--profile", "smoke", "--storage", str(tmp_path))
+    err = result.stderr
     lines = [line for line in err.strip().splitlines() if not line.startswith("raygan: starting a local Ray")]
-    assert exited.value.code == 2 and len(lines) == 1, err
+    assert result.returncode == 2 and len(lines) == 1, err
     assert "the local Ray did not start: The current node timed out during startup." in lines[0]
     assert "RAY_worker_niceness" in lines[0] and "Traceback" not in err
     assert shutdowns and not (tmp_path / "bn_ablation").exists()

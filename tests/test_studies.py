@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from inprocess import raygan
+from inprocess import raygan, study_script
 
 from raygan.errors import ConfigError, RayganError
 from raygan.study import (
@@ -364,8 +364,6 @@ def test_search_space_samples_valid_configs_with_conditionals():
 
 def _study_script(name: str, *args: str) -> subprocess.CompletedProcess:
     """``python studies/<name>.py ARGS`` through the script's entry point, in-process."""
-    from inprocess import study_script
-
     return study_script(STUDIES.get(name), *args)
 
 

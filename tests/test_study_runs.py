@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from inprocess import raygan
+from inprocess import raygan, study_script
 
 pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -55,7 +55,7 @@ def wait_for_records(driver: subprocess.Popen, study_dir: Path, count: int, time
         time.sleep(0.5)
 
 
-def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster, tmp_path, capsys):
+def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster, tmp_path):
     out, summary = finish(study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3",
                                 "--storage", str(tmp_path), cluster=ray_cluster))
     study_dir = tmp_path / "bn_ablation"
@@ -95,7 +95,7 @@ def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster
         assert hparams and any(b"advprop" in content for content in hparams.values())
 
     scores_and_figures_are_those_of_the_selected_epoch(study_dir, tmp_path)
-    export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path, capsys)
+    export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path)
 
 
 def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
@@ -190,18 +190,14 @@ def every_tune_trial_once_in_optuna(study_dir: Path, summary: dict) -> list[dict
     return rows
 
 
-def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_trial(tmp_path, capsys):
+def test_optuna_storage_that_is_bad_or_holds_another_run_is_refused_before_any_trial(tmp_path):
     import optuna
 
     from raygan.study import load_studies
-    from raygan.study_cli import main
 
     def run(*extra: str) -> subprocess.CompletedProcess:
         """studies/hpo.py's entry point in-process: the refusals come before Ray is joined."""
-        with pytest.raises(SystemExit) as exited:
-            main(load_studies().get("hpo"), ["--profile", "smoke", "--storage", str(tmp_path), *extra])
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess("hpo.py", exited.value.code, out, err)
+        return study_script(load_studies().get("hpo"), "--profile", "smoke", "--storage", str(tmp_path), *extra)
 
     for url in ("not a url", "postgresql://raygan:secret@127.0.0.1:9/optuna"):
         result = run("--optuna-storage", url)
@@ -291,7 +287,7 @@ def test_report_scores_every_method_by_one_score_and_keeps_it_without_checkpoint
     assert same_score_table() == (text, scores)
 
 
-def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, study_dir: Path, tmp_path: Path, capsys):
+def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, study_dir: Path, tmp_path: Path):
     """`raygan study export` writes what results/<study>-<profile>/ commits (no checkpoints, no Tune
     state); a copy of it, written before a config field existed, continues with --resume and trains
     only the trials it lacks. ``study_dir``: the finished bn_ablation smoke study of 3 epochs."""
@@ -339,8 +335,8 @@ def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, 
     manifest["trial_list"][0]["config"]["train"]["lr"] = 0.5
     (study_dir / "study.json").write_text(json.dumps(manifest))
     from raygan.study import load_studies
-    from raygan.study_cli import main
 
-    with pytest.raises(SystemExit) as refused:  # before joining Ray: in-process, as a script would run it
-        main(load_studies().get("bn_ablation"), [*script(tmp_path / "second")[2:], "--resume", "--address", ray_cluster])
-    assert refused.value.code == 2 and "holds study bn_ablation profile smoke with other trials" in capsys.readouterr().err
+    # refused before joining Ray: the script's entry point in-process
+    refused = study_script(load_studies().get("bn_ablation"), *script(tmp_path / "second")[2:], "--resume",
+                           "--address", ray_cluster)
+    assert refused.returncode == 2 and "holds study bn_ablation profile smoke with other trials" in refused.stderr
