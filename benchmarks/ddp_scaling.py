@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from raygan.config import RunConfig
-from raygan.loop import train
-from raygan.ray_train import train_with_ray
+from raygan.core.config import RunConfig
+from raygan.engine.loop import train
+from raygan.raytrain.ddp import train_with_ray
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from raygan.config import RunConfig
+from raygan.core.config import RunConfig
 from raygan.methods import build_method
 
 ROWS = ["agad:naive", "agad:unet", "agad:unetpp", "ganomaly:ganomaly", "skip_ganomaly:unet", "autoencoder:naive"]

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from raygan.config import RunConfig
-from raygan.loop import train
+from raygan.core.config import RunConfig
+from raygan.engine.loop import train
 from raygan.study import Factor, Profile, Study, expand, study_hash
-from raygan.tuning import Plan, RunOptions, run_plan
+from raygan.tune.driver import Plan, RunOptions, run_plan
 
 # A trial that trains almost nothing: what remains of its wall time is overhead.
 BASE = {"method": "autoencoder", "model": {"backbone": "naive", "latent_size": 8},

@@ -1,5 +1,5 @@
 import sys
 
-from raygan.cli import main
+from raygan.cli.main import main
 
 sys.exit(main())

@@ -22,7 +22,7 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.study_cli import main
+from raygan.cli.study import main
 
 GENERATORS = ("naive", "unet", "unetpp")
 

@@ -7,9 +7,9 @@ stops weak trials early on epochs.
     python studies/hpo.py --profile paper --datasets cifar10 --classes 3
 """
 
-from raygan.config import CONTEXTUAL_ADVERSARIAL_WRAPS
+from raygan.core.config import CONTEXTUAL_ADVERSARIAL_WRAPS
 from raygan.study import CPU_EPOCHS, CPU_TRAIN, Profile, Study
-from raygan.study_cli import main
+from raygan.cli.study import main
 
 
 def space(trial, profile: Profile) -> dict | None:

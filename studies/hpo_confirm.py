@@ -22,9 +22,9 @@ import json
 import os
 from pathlib import Path
 
-from raygan.errors import ConfigError
+from raygan.core.errors import ConfigError
 from raygan.study import CPU_EPOCHS, CPU_TRAIN, SMOKE_TRAIN, Factor, Profile, Study
-from raygan.study_cli import main
+from raygan.cli.study import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_ENV = "RAYGAN_CONFIRM_CONFIG"

@@ -12,7 +12,7 @@ paper: 10 classes x 7 sizes x 3 seeds = 210 trials.
 """
 
 from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study
-from raygan.study_cli import main
+from raygan.cli.study import main
 
 LATENT_SIZES = (8, 16, 32, 64, 100, 128, 256)
 

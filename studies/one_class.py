@@ -24,7 +24,7 @@ from raygan.study import (
     naive_agad,
     parse_paper_cell,
 )
-from raygan.study_cli import main
+from raygan.cli.study import main
 
 METHODS = ("agad", "ganomaly", "skip_ganomaly", "autoencoder")
 # Footnote 4 of Table 1: MNIST "trained with naive encoder-decoder than UNet++". The offline

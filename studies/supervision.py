@@ -23,7 +23,7 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.study_cli import main
+from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.05, 0.10, 0.20)
 NAIVE_GENERATOR_DATASETS = ("mnist", "digits")  # footnote 4; digits stand in for MNIST offline

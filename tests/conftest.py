@@ -35,7 +35,7 @@ SEARCHED = {"method": "agad", "data": {"dataset": "fashion_mnist", "class_index"
 def write_search_best_config(path):
     import json
 
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(RunConfig.from_dict(SEARCHED).to_dict(), indent=1))

@@ -83,9 +83,9 @@ def run_source_probe_study(storage: Path, max_failures: int = 0) -> tuple[Path, 
     directory and its result rows by the factor value ("all" | "0")."""
     import pyarrow.parquet as pq
 
-    from raygan.results import write_results
+    from raygan.analysis.parquet import write_results
     from raygan.study import Factor, Profile, Study, expand, study_hash
-    from raygan.tuning import Plan, RunOptions, run_plan
+    from raygan.tune.driver import Plan, RunOptions, run_plan
 
     broken = Study(
         name="source_probe", reproduces="test", caption="", base={"method": "autoencoder",

@@ -24,13 +24,13 @@ def _captured(argv: list[str], run) -> subprocess.CompletedProcess:
 
 def raygan(*args: str) -> subprocess.CompletedProcess:
     """Run ``raygan ARGS`` in-process; the result reads like ``subprocess.run(..., text=True)``."""
-    from raygan.cli import main
+    from raygan.cli.main import main
 
     return _captured(["raygan", *args], lambda: main(list(args)))
 
 
 def study_script(study, *args: str) -> subprocess.CompletedProcess:
-    """Run ``python studies/<study>.py ARGS`` through its entry point (raygan.study_cli.main), in-process."""
-    from raygan.study_cli import main
+    """Run ``python studies/<study>.py ARGS`` through its entry point (raygan.cli.study.main), in-process."""
+    from raygan.cli.study import main
 
     return _captured([f"studies/{study.name}.py", *args], lambda: main(study, list(args)))

@@ -1,4 +1,4 @@
-"""ASHA's rungs after --resume (raygan.asha): Ray restores a search's searcher but not its
+"""ASHA's rungs after --resume (raygan.tune.asha): Ray restores a search's searcher but not its
 scheduler, so raygan fills the rungs again from the study's records. Ray's real ASHAScheduler
 decides here, without a cluster: a new trial that scores below the recorded ones at a milestone
 is stopped, as it would have been had the search not been interrupted."""
@@ -14,9 +14,9 @@ pytest.importorskip("ray.tune")
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
 
-from raygan import tuning  # noqa: E402
-from raygan.asha import RungsFromRecords, fill_rungs  # noqa: E402
-from raygan.tuning import write_record  # noqa: E402
+from raygan.tune import driver as tuning  # noqa: E402
+from raygan.tune.asha import RungsFromRecords, fill_rungs  # noqa: E402
+from raygan.tune.driver import write_record  # noqa: E402
 
 SETTINGS = dict(time_attr="epochs_done", metric="run_auroc_val", mode="max", max_t=5, grace_period=1,
                 reduction_factor=2)

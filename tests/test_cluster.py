@@ -417,7 +417,7 @@ def test_a_study_on_two_nodes_survives_losing_one_then_its_driver_killed_and_res
     in the middle of a trial, which is retried on the head from its last checkpoint; then the
     driver itself is killed (kill -9) while that retry runs, and --resume as a new job keeps what
     finished and trains the rest, every epoch of every trial exactly once."""
-    from raygan.checkpoints import load_checkpoint
+    from raygan.engine.checkpoints import load_checkpoint
 
     cluster = two_nodes
     head, second = cluster.head, cluster.second()

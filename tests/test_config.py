@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from raygan.config import DataConfig
-from raygan.errors import ConfigError
+from raygan.core.config import DataConfig
+from raygan.core.errors import ConfigError
 
 
 def test_round_trip_and_stable_hash():
@@ -41,8 +41,8 @@ def test_int_is_accepted_where_a_float_is_expected():
 
 
 def test_registry_rejects_a_second_registration_and_lists_names_for_unknown():
-    from raygan.errors import RayganError
-    from raygan.registry import Registry
+    from raygan.core.errors import RayganError
+    from raygan.core.registry import Registry
 
     registry: Registry[int] = Registry("widget")
     registry.add("a", 1)

@@ -37,7 +37,7 @@ def test_cli_train_end_to_end_on_digits_without_ray_or_optuna(tmp_path):
 
     import torch
 
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
 
     out = tmp_path / "run"
     result = run_without_ray(

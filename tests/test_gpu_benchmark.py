@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from raygan.cost import CPU_MEASURED, DeviceProfile, cpu_seconds_range, gpu_estimate
+from raygan.engine.cost import CPU_MEASURED, DeviceProfile, cpu_seconds_range, gpu_estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 

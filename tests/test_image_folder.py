@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from raygan.data import load_dataset
-from raygan.errors import DataError
+from raygan.core.errors import DataError
 
 
 def write_images(directory, n, mode="L", size=(40, 30), value=0):

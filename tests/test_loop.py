@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from raygan.checkpoints import LAST
-from raygan.config import RunConfig
-from raygan.loop import NonFiniteLoss, load_split_tensors, select_epoch, train
+from raygan.engine.checkpoints import LAST
+from raygan.core.config import RunConfig
+from raygan.engine.loop import NonFiniteLoss, load_split_tensors, select_epoch, train
 
 BASE = {
     "method": "agad",
@@ -80,7 +80,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, digits_tensors):
 
 def test_resume_refuses_a_different_config(tmp_path, digits_tensors):
     train(config(train={"epochs": 1, "batch_size": 48}), out_dir=tmp_path, tensors=digits_tensors)
-    from raygan.errors import RayganError
+    from raygan.core.errors import RayganError
 
     with pytest.raises(RayganError, match="different configuration.*train.lr"):
         train(config(train={"epochs": 1, "batch_size": 48, "lr": 1e-3}), out_dir=tmp_path, tensors=digits_tensors)
@@ -128,7 +128,7 @@ def test_nan_loss_read_once_per_window_names_the_window_it_appeared_in(digits_te
 
 
 def test_val_auroc_selection_without_validation_anomalies_is_explained(digits_tensors):
-    from raygan.errors import RayganError
+    from raygan.core.errors import RayganError
 
     tensors = type(digits_tensors)(**{**digits_tensors.__dict__})
     keep = tensors.val_y == 0
@@ -140,7 +140,7 @@ def test_val_auroc_selection_without_validation_anomalies_is_explained(digits_te
 
 
 def test_cli_train_bad_input_is_one_clear_message(tmp_path, capsys):
-    from raygan.cli import main
+    from raygan.cli.main import main
 
     bad_config = tmp_path / "c.json"
     bad_config.write_text(json.dumps({"model": {"bakbone": "naive"}}))

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from raygan.config import DataConfig, RunConfig
+from raygan.core.config import DataConfig, RunConfig
 from raygan.data import build_split, load_dataset, split_tensors
-from raygan.errors import ConfigError
-from raygan.evaluation import detection_metrics
+from raygan.core.errors import ConfigError
+from raygan.engine.evaluation import detection_metrics
 from raygan.methods import METHODS, build_method
 from raygan.models import RoutedBatchNorm2d, bn_route
 
@@ -168,7 +168,7 @@ def test_detach_decides_whether_the_adcon_gradient_reaches_the_first_pass(detach
 
 
 def test_every_adcon_wrap_is_the_written_loss_and_pushes_the_pseudo_anomaly_error_up():
-    from raygan.config import CONTEXTUAL_ADVERSARIAL_WRAPS
+    from raygan.core.config import CONTEXTUAL_ADVERSARIAL_WRAPS
 
     assert set(CONTEXTUAL_ADVERSARIAL_WRAPS) == set(ADCON_WRAPS_BY_HAND)
     d = torch.tensor([0.2, 0.5], requires_grad=True)
@@ -212,7 +212,7 @@ def test_discriminator_is_reinitialised_when_its_loss_collapses():
     ],
 )
 def test_impossible_method_configs_are_named(values, message):
-    from raygan.errors import RayganError
+    from raygan.core.errors import RayganError
 
     with pytest.raises(RayganError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_method(RunConfig.from_dict(values), 1, 32)

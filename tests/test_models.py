@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from raygan.errors import ConfigError, RayganError
+from raygan.core.errors import ConfigError, RayganError
 from raygan.models import (
     BN_STRATEGIES,
     DISCRIMINATORS,

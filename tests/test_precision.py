@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from raygan.config import RunConfig
-from raygan.devices import resolve_device
-from raygan.errors import ConfigError, RayganError
-from raygan.loop import load_split_tensors, train
+from raygan.core.config import RunConfig
+from raygan.engine.devices import resolve_device
+from raygan.core.errors import ConfigError, RayganError
+from raygan.engine.loop import load_split_tensors, train
 from raygan.methods import build_method
 
 BASE = {

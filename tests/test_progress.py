@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from raygan.progress import StatusLine, duration
+from raygan.tune.progress import StatusLine, duration
 
 
 class Clock:

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from raygan.config import RunConfig
-from raygan.loop import train
+from raygan.core.config import RunConfig
+from raygan.engine.loop import train
 
 # A configuration whose test AUROC follows the same trajectory whatever the thread count or the
 # number of workers (measured: 0.923 0.899 0.824 0.769 in one process, 0.923 0.899 0.822 0.769 with

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from raygan.data import AnomalyBatchSampler
-from raygan.errors import ConfigError
+from raygan.core.errors import ConfigError
 
 
 def targets(n_normal: int, n_anomalous: int) -> np.ndarray:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from raygan.config import DataConfig
+from raygan.core.config import DataConfig
 from raygan.data import build_split, load_dataset, split_tensors
 from raygan.data.datasets import ImageDataset
-from raygan.errors import ConfigError
+from raygan.core.errors import ConfigError
 
 
 def synthetic(n_train_per_class=200, n_test_per_class=30, classes=10) -> ImageDataset:

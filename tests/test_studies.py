@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from inprocess import raygan, study_script
 
-from raygan.errors import ConfigError, RayganError
+from raygan.core.errors import ConfigError, RayganError
 from raygan.study import (
     Factor,
     Profile,
@@ -187,7 +187,7 @@ def test_paper_tables_agree_where_the_paper_repeats_a_model():
 
 def test_one_class_trains_agad_with_the_papers_generators_and_the_baselines_with_theirs():
     study = STUDIES.get("one_class")
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
     from raygan.methods import METHODS
 
     seen = {}
@@ -201,7 +201,7 @@ def test_one_class_trains_agad_with_the_papers_generators_and_the_baselines_with
 
 
 def test_one_class_cpu_profile_runs_agad_naive_and_repeats_seeds_only_where_methods_are_close():
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
     from raygan.methods import METHODS
 
     study = STUDIES.get("one_class")
@@ -261,7 +261,7 @@ def test_medical_script_says_which_folder_is_missing_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(set(PAPER_TRIALS) - {"bn_ablation"}))
 def test_dry_run_json_line_gives_the_paper_count(name, tmp_path, capsys):
-    from raygan.study_cli import main
+    from raygan.cli.study import main
 
     extra = ["--data-root", str(medical_root(tmp_path))] if STUDIES.get(name).folder_datasets else []
     with pytest.raises(SystemExit) as exited:  # the script's own entry point, in-process (seconds faster)
@@ -338,7 +338,7 @@ def test_a_search_optimises_one_dataset_class_and_seed():
 
 def test_search_space_samples_valid_configs_with_conditionals():
     optuna = pytest.importorskip("optuna")
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
     from raygan.methods import METHODS
     from raygan.study import apply_sampled
 
@@ -394,7 +394,7 @@ def test_raygan_study_run_dry_run_matches_the_script():
     ],
 )
 def test_study_script_errors_are_one_line(args, message, tmp_path, capsys):
-    from raygan.study_cli import main
+    from raygan.cli.study import main
 
     with pytest.raises(SystemExit) as exited:  # the script's entry point, in-process (a real run: below)
         main(STUDIES.get("bn_ablation"), ["--storage", str(tmp_path), *args])
@@ -434,7 +434,7 @@ def test_batch_too_small_for_the_anomaly_quota_fails_at_expansion():
 
 def _fake_study_dir(tmp_path: Path, aurocs: dict[tuple[int, int], float]) -> Path:
     """A bn_ablation study directory with records as the Tune layer writes them (no training)."""
-    from raygan.tuning import STUDY_FILE, write_record
+    from raygan.tune.driver import STUDY_FILE, write_record
 
     study = STUDIES.get("bn_ablation")
     profile = narrow_profile(study.profile("paper"), datasets=["fashion_mnist"], classes=[0, 1], seeds=[0, 1])
@@ -459,7 +459,7 @@ def _fake_study_dir(tmp_path: Path, aurocs: dict[tuple[int, int], float]) -> Pat
 
 
 def test_report_is_the_paper_layout_with_the_paper_beside_ours(tmp_path):
-    from raygan.report import best_trial, report
+    from raygan.analysis.report import best_trial, report
 
     study_dir = _fake_study_dir(tmp_path, {(0, 0): 0.90, (0, 1): 0.94, (1, 0): 0.96, (1, 1): 0.98})
     table = report(study_dir)
@@ -475,8 +475,8 @@ def test_report_is_the_paper_layout_with_the_paper_beside_ours(tmp_path):
 
 
 def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_point(tmp_path):
-    from raygan.report import report, verdict, verdict_rows
-    from raygan.results import read_results
+    from raygan.analysis.report import report, verdict, verdict_rows
+    from raygan.analysis.parquet import read_results
 
     assert verdict(97.3, 98.3, 1.0) == "reproduced" and verdict(97.2, 98.3, 1.0) == "not reproduced"
     assert verdict(99.9, 98.3, 1.0) == "reproduced"  # above the paper: its claim holds
@@ -504,7 +504,7 @@ def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_
 def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float], name: str = "one_class") -> Path:
     """A one_class (or another method-by-class study's) directory of its cpu profile's trials with
     the given (method, class, seed) AUROCs as records, as the Tune layer writes them; no training."""
-    from raygan.tuning import STUDY_FILE, write_record
+    from raygan.tune.driver import STUDY_FILE, write_record
 
     study = STUDIES.get(name)
     profile = narrow_profile(study.profile("cpu"), classes=sorted({c for _, c, _ in aurocs}))
@@ -528,8 +528,8 @@ def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float
 
 
 def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_for_baselines(tmp_path):
-    from raygan.report import report, verdict_rows
-    from raygan.results import read_results
+    from raygan.analysis.report import report, verdict_rows
+    from raygan.analysis.parquet import read_results
 
     # AGAD: class 0 over three seeds (sample SD 1.0), class 8 one seed (the pooled SD, 1.0, gives its SE);
     # Table 1 prints 99.9 for T-shirt and 100. for Bag
@@ -555,8 +555,8 @@ def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_fo
 
 def test_report_puts_the_papers_class_by_class_row_under_ours(tmp_path):
     """A backbones study directory with records as the Tune layer writes them (no training)."""
-    from raygan.report import report
-    from raygan.tuning import STUDY_FILE, write_record
+    from raygan.analysis.report import report
+    from raygan.tune.driver import STUDY_FILE, write_record
 
     study = STUDIES.get("backbones")
     profile = narrow_profile(study.profile("paper"), datasets=["cifar10"], classes=[0, 7], seeds=[0])
@@ -627,8 +627,8 @@ def test_hpo_confirm_says_which_search_config_it_needs(tmp_path, monkeypatch):
 
 
 def test_head_to_head_pairs_by_seed_and_calls_only_beyond_two_standard_errors_with_three_seeds(tmp_path):
-    from raygan.report import report, versus_rows
-    from raygan.results import read_results
+    from raygan.analysis.report import report, versus_rows
+    from raygan.analysis.parquet import read_results
 
     # class 2: AGAD ahead by 2, 3, 4 points (mean 3, SE 1/sqrt(3) = 0.577): called; class 6: +1, -1, +0.5
     # (mean 0.167, SE 0.601): not separable; class 8: one seed only

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def tiny_plan(name: str = "keep_probe", epochs: int = 2, lrs=(0.001,)):
     """Autoencoder trials on digits, one per learning rate: seconds each."""
     from raygan.study import Factor, Profile, Study, expand, study_hash
-    from raygan.tuning import Plan
+    from raygan.tune.driver import Plan
 
     study = Study(
         name=name, reproduces="test", caption="",
@@ -32,9 +32,9 @@ def tiny_plan(name: str = "keep_probe", epochs: int = 2, lrs=(0.001,)):
 
 @pytest.mark.parametrize("keep,kept", [("selected", {"selected.pt"}), ("none", set())])
 def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path, capsys, keep, kept):
-    from raygan.report import best_trial
-    from raygan.results import write_results
-    from raygan.tuning import RunOptions, run_plan
+    from raygan.analysis.report import best_trial
+    from raygan.analysis.parquet import write_results
+    from raygan.tune.driver import RunOptions, run_plan
 
     study_dir = run_plan(tiny_plan(), RunOptions(storage=tmp_path, keep_checkpoints=keep))
     write_results(study_dir)
@@ -46,7 +46,7 @@ def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path
     best = best_trial(study_dir)
     assert best["checkpoint"] == (str(run_dir / "checkpoints" / "selected.pt") if kept else None)
     if not kept:  # the figures that need no detector are drawn; the reconstructions say why they are not
-        from raygan.cli import main
+        from raygan.cli.main import main
 
         assert main(["report", str(study_dir), "--figures", str(tmp_path / "figures")]) == 0
         err = capsys.readouterr().err
@@ -136,7 +136,7 @@ def test_an_interrupted_study_resumes_with_an_honest_summary_and_counter(ray_clu
 
 def test_a_local_ray_started_by_a_killed_driver_leaves_no_process(tmp_path):
     """The driver starts its own Ray (no --address); after its kill -9 every process of that Ray
-    is gone within seconds (raygan.reaper). Only this driver's descendants are looked at."""
+    is gone within seconds (raygan.raytrain.reaper). Only this driver's descendants are looked at."""
     import os
     import signal
     import subprocess
@@ -205,8 +205,8 @@ def test_ddp_trials_fail_in_kind_and_leave_no_actor_behind(ray_cluster, tmp_path
 
     import argparse
 
-    from raygan.study_cli import add_study_arguments, options_from
-    from raygan.tuning import read_attempts, run_plan
+    from raygan.cli.study import add_study_arguments, options_from
+    from raygan.tune.driver import read_attempts, run_plan
 
     def alive() -> Counter:
         actors = list_actors(address=ray_cluster, filters=[("state", "=", "ALIVE")], limit=1000)
@@ -249,7 +249,7 @@ def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, 
 
     from ray.tune import ExperimentAnalysis
 
-    from raygan.tuning import RunOptions, _quiet_missing_trial_results, run_plan
+    from raygan.tune.driver import RunOptions, _quiet_missing_trial_results, run_plan
 
     study_dir = run_plan(tiny_plan("warn_probe", epochs=1), RunOptions(storage=tmp_path))
     for name in ("result.json", "progress.csv"):

@@ -152,7 +152,7 @@ def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_repo
     assert "optimisation history (Optuna study raygan-hpo-" in out and "parameter importances" in out
     config_file = study_dir / "best_config.json"
     assert f"raygan train --config {config_file}" in out
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
 
     assert RunConfig.from_dict(json.loads(config_file.read_text())).model.backbone == "naive"
     best = raygan("study", "best", str(study_dir))
@@ -221,7 +221,7 @@ def scores_and_figures_are_those_of_the_selected_epoch(study_dir: Path, tmp_path
     import numpy as np
     from PIL import Image
 
-    from raygan.evaluation import detection_metrics
+    from raygan.engine.evaluation import detection_metrics
 
     for key, record in records(study_dir).items():
         # the per-image test scores the box plots use are those of the validation-selected epoch
@@ -232,7 +232,7 @@ def scores_and_figures_are_those_of_the_selected_epoch(study_dir: Path, tmp_path
         assert recomputed["auroc"] == pytest.approx(record["metrics"]["auroc"], abs=1e-6)
         # the reconstruction figure's images come from the selected checkpoint: their ‖x − G(x)‖₂
         # are the saved scores of those test images
-        from raygan.figures import Reconstructor
+        from raygan.analysis.figures import Reconstructor
 
         run_dir = study_dir / "trials" / key
         x, x_hat, targets = Reconstructor().images({"config": json.loads((run_dir / "config.json").read_text()),

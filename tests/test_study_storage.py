@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from inprocess import raygan
 
-from raygan.cli import main
-from raygan.errors import RayganError
+from raygan.cli.main import main
+from raygan.core.errors import RayganError
 from raygan.study import expand, load_studies, narrow_profile
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -20,8 +20,8 @@ STUDIES = load_studies()
 
 def make_study_dir(tmp_path: Path, study_hash: str = "h") -> tuple[Path, list[str]]:
     """A bn_ablation study directory with records as the Tune layer writes them, and its keys."""
-    from raygan.results import write_results
-    from raygan.tuning import STUDY_FILE, write_record
+    from raygan.analysis.parquet import write_results
+    from raygan.tune.driver import STUDY_FILE, write_record
 
     study = STUDIES.get("bn_ablation")
     profile = narrow_profile(study.profile("smoke"), datasets=["digits"], classes=[3], seeds=[0])
@@ -120,7 +120,7 @@ def test_a_record_that_is_json_but_not_a_record_is_damaged(tmp_path, capsys):
 
 
 def test_an_interrupted_write_leaves_the_previous_file_and_no_temporary_one(tmp_path):
-    from raygan.atomic import atomic_path
+    from raygan.core.atomic import atomic_path
 
     target = tmp_path / "results.parquet"
     target.write_text("previous")
@@ -140,7 +140,7 @@ def test_writers_leave_only_their_files(tmp_path):
 def _plan(resume: bool, storage: Path, name: str = "bn_ablation"):
     import argparse
 
-    from raygan.study_cli import add_study_arguments, make_plan, options_from
+    from raygan.cli.study import add_study_arguments, make_plan, options_from
 
     parser = argparse.ArgumentParser()
     add_study_arguments(parser)
@@ -149,7 +149,7 @@ def _plan(resume: bool, storage: Path, name: str = "bn_ablation"):
 
 
 def test_resume_writes_a_damaged_study_json_again(tmp_path, capsys):
-    from raygan.tuning import prepare_study_dir, read_manifest
+    from raygan.tune.driver import prepare_study_dir, read_manifest
 
     plan, options = _plan(resume=True, storage=tmp_path)
     study_dir, _ = make_study_dir(tmp_path, study_hash=plan.study_hash)
@@ -163,7 +163,7 @@ def test_resume_writes_a_damaged_study_json_again(tmp_path, capsys):
 
 
 def test_resume_does_not_write_study_json_over_another_studys_records(tmp_path):
-    from raygan.tuning import prepare_study_dir
+    from raygan.tune.driver import prepare_study_dir
 
     plan, options = _plan(resume=True, storage=tmp_path)
     study_dir, _ = make_study_dir(tmp_path, study_hash="another")
@@ -176,7 +176,7 @@ def test_resume_does_not_write_study_json_over_another_studys_records(tmp_path):
 def test_provenance_counts_a_killed_driver_up_to_its_last_recorded_trial():
     """Two drivers: the first killed (no end event) after recording trials at +100 s and +600 s, the
     second ended cleanly. Wall time is 600 + 300 s and the span ends at the second driver's end."""
-    from raygan.export import driver_wall_seconds
+    from raygan.analysis.study_export import driver_wall_seconds
 
     events = [{"event": "start", "time": 1000.0}, {"event": "start", "time": 5000.0},
               {"event": "end", "time": 5300.0}]
@@ -192,7 +192,7 @@ def test_resume_refuses_a_new_max_concurrent_that_tune_would_ignore(tmp_path):
     (no Tune experiment, so the new value applies), goes on."""
     from dataclasses import replace
 
-    from raygan.tuning import check_resumed_concurrency, prepare_study_dir, run_plan
+    from raygan.tune.driver import check_resumed_concurrency, prepare_study_dir, run_plan
 
     plan, options = _plan(resume=False, storage=tmp_path)
     study_dir = prepare_study_dir(plan, replace(options, max_concurrent=1))
@@ -221,7 +221,7 @@ def test_resume_refuses_a_new_max_concurrent_that_tune_would_ignore(tmp_path):
 def test_provenance_names_the_drivers_commits_not_the_exporters(tmp_path):
     """The results rows carry the commit of the process that wrote the Parquet files (an export
     too); PROVENANCE.md names the commits and versions the study's drivers ran."""
-    from raygan.export import provenance_text
+    from raygan.analysis.study_export import provenance_text
 
     (tmp_path / "drivers.jsonl").write_text(json.dumps({
         "event": "start", "time": 1000.0, "hostname": "vm", "cpu": "AMD EPYC", "cores": 2,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from raygan.data.files import CorruptFile
-from raygan.errors import DataError
+from raygan.core.errors import DataError
 
 IMAGE_BYTES = 3 * 32 * 32
 

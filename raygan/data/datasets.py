@@ -22,8 +22,8 @@ from raygan.data.cifar import parse_cifar_records, read_cifar_file
 from raygan.data.files import Download
 from raygan.data.idx import read_idx
 from raygan.data.splitmix import keyed_order
-from raygan.errors import DataError
-from raygan.registry import Registry
+from raygan.core.errors import DataError
+from raygan.core.registry import Registry
 
 
 @dataclass

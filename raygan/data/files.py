@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from raygan.errors import DataError
+from raygan.core.errors import DataError
 
 DATA_ENV = "RAYGAN_DATA"
 CACHE_ENV = "RAYGAN_CACHE"

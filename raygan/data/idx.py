@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from raygan.data.files import CorruptFile
-from raygan.errors import DataError
+from raygan.core.errors import DataError
 
 _UBYTE = 0x08
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from raygan.data.datasets import ImageDataset, register_dataset
-from raygan.errors import DataError
+from raygan.core.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm"}
 FOLDER_TEST_FRACTION = 0.1

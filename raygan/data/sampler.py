@@ -21,7 +21,7 @@ import torch
 
 from raygan.data.splits import round_half_up
 from raygan.data.splitmix import keyed_order
-from raygan.errors import ConfigError
+from raygan.core.errors import ConfigError
 
 MIN_ANOMALIES_PER_BATCH = 32  # papers/004 §3.3.2
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from raygan.config import DataConfig
+from raygan.core.config import DataConfig
 from raygan.data.datasets import ImageDataset, load_dataset, to_model_input
 from raygan.data.splitmix import keyed_order
-from raygan.errors import ConfigError
+from raygan.core.errors import ConfigError
 
 NORMAL, ANOMALOUS = 0, 1
 

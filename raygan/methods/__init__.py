@@ -12,7 +12,7 @@ def build_method(cfg, channels: int, image_size: int, device="cpu") -> Method:
 
 def load_method(saved: dict, channels: int, image_size: int, device="cpu") -> Method:
     """The method of a checkpoint payload (``load_checkpoint``): its config's networks, saved weights."""
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
 
     method = build_method(RunConfig.from_dict(saved["config"]), channels, image_size, device)
     method.load_state_dict(saved["method"])

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from raygan.config import ModelConfig
-from raygan.errors import ConfigError
+from raygan.core.config import ModelConfig
+from raygan.core.errors import ConfigError
 from raygan.methods.base import METHODS, Method, Terms
 from raygan.models import bn_route
 

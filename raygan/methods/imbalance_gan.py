@@ -40,8 +40,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from raygan.config import ModelConfig, RunConfig
-from raygan.errors import ConfigError, RayganError
+from raygan.core.config import ModelConfig, RunConfig
+from raygan.core.errors import ConfigError, RayganError
 from raygan.methods.base import METHODS, Method, Terms
 from raygan.models import bn_route
 

@@ -15,7 +15,7 @@ from raygan.models.dcgan import DCGANEncoder
 from raygan.models.geometry import check_image_geometry
 from raygan.models.init import dcgan_init
 from raygan.models.norms import NormFactory, shared_batch_norm
-from raygan.registry import Registry
+from raygan.core.registry import Registry
 
 DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator")
 

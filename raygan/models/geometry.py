@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raygan.errors import ConfigError
+from raygan.core.errors import ConfigError
 
 # AGAD §4.1: MNIST, Fashion-MNIST and CIFAR at 32x32, the medical sets at 128x128; 64 sits between.
 SUPPORTED_IMAGE_SIZES = (32, 64, 128)

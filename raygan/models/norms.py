@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raygan.registry import Registry
+from raygan.core.registry import Registry
 
 NormFactory = Callable[[int], nn.Module]
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raygan.atomic import atomic_path
-from raygan.errors import RayganError, first_line
-from raygan.tuning import ROWS_DIR, STUDY_FILE, read_manifest, read_records
+from raygan.core.atomic import atomic_path
+from raygan.core.errors import RayganError, first_line
+from raygan.tune.driver import ROWS_DIR, STUDY_FILE, read_manifest, read_records
 
 RESULTS_FILE = "results.parquet"
 CURVES_FILE = "curves.parquet"
@@ -53,7 +53,7 @@ def provenance() -> dict:
 
 def git_revision() -> str | None:
     """The source tree's commit (with '+dirty' for local changes), if raygan runs from a git checkout."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()

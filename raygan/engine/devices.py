@@ -12,7 +12,7 @@ import os
 import torch
 from torch import nn
 
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

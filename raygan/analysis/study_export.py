@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 
 VERSION_KEYS = ("torch_version", "ray_version", "optuna_version", "python_version")
 DRIVERS_FILE = "drivers.jsonl"  # one line per driver start and end (wall time, machine)
@@ -38,7 +38,7 @@ def cpu_model() -> str:
 
 def log_driver(study_dir: Path, event: str, **extra) -> None:
     """Append a driver event (start / end) with the machine it ran on."""
-    from raygan.results import provenance
+    from raygan.analysis.parquet import provenance
 
     entry = {"event": event, "time": time.time(), "hostname": socket.gethostname(), "cpu": cpu_model(),
              "cores": os.cpu_count(), **{k: v for k, v in provenance().items() if k in (*VERSION_KEYS, "git_revision")},
@@ -72,9 +72,9 @@ def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float,
 
 
 def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | None = None) -> Path:
-    from raygan.report import figures, report
-    from raygan.results import read_results
-    from raygan.tuning import read_records
+    from raygan.analysis.report import figures, report
+    from raygan.analysis.parquet import read_results
+    from raygan.tune.driver import read_records
 
     study_dir = Path(study_dir).expanduser().resolve()
     info, rows = read_results(study_dir)  # also rebuilds the Parquet files from rows/ if stale

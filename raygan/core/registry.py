@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 
 T = TypeVar("T")
 

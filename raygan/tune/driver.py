@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from raygan.atomic import write_text
-from raygan.config import RunConfig
-from raygan.errors import ConfigError, RayganError, first_line
+from raygan.core.atomic import write_text
+from raygan.core.config import RunConfig
+from raygan.core.errors import ConfigError, RayganError, first_line
 from raygan.study import SEARCH_METRIC, Study, Trial, apply_sampled
 
 STUDY_FILE = "study.json"
@@ -168,7 +168,7 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         # No readable record, yet every epoch trained and last.pt deleted by --keep-checkpoints:
         # it finished (its record was damaged); training it again would start from scratch.
         metrics = _read_json(out_dir / "metrics.json")
-        from raygan.checkpoints import LAST
+        from raygan.engine.checkpoints import LAST
 
         if (metrics and metrics.get("history") and not (out_dir / "checkpoints" / LAST).exists()
                 and metrics.get("epochs") == RunConfig.from_dict(config).train.epochs):
@@ -197,10 +197,10 @@ def run_trial(tune_config: dict, setup: dict) -> None:
 
         import torch
 
-        from raygan.loop import train
+        from raygan.engine.loop import train
 
         torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
-        from raygan.devices import resolve_device
+        from raygan.engine.devices import resolve_device
 
         # Ray set CUDA_VISIBLE_DEVICES to this trial's share: "cuda" is that GPU, and a GPU request
         # where none is visible fails the trial with one line instead of training on the CPU.
@@ -228,14 +228,14 @@ def run_trial(tune_config: dict, setup: dict) -> None:
 def _is_deterministic(exc: Exception) -> bool:
     """An error that a retry from the same checkpoint and seed would raise again. DataError is
     not one: a data set missing on one node may be present on another."""
-    from raygan.loop import NonFiniteLoss
+    from raygan.engine.loop import NonFiniteLoss
 
     return isinstance(exc, (ConfigError, NonFiniteLoss))
 
 
 def _log_attempt(out_dir: Path, identity: dict) -> None:
     """Append this attempt (node, host, the epoch its checkpoint resumes from) to attempts.jsonl."""
-    from raygan.checkpoints import LAST, load_checkpoint
+    from raygan.engine.checkpoints import LAST, load_checkpoint
 
     last = out_dir / "checkpoints" / LAST
     try:
@@ -267,7 +267,7 @@ def _run_ddp(cfg: RunConfig, out_dir: Path, setup: dict, factors: dict, identity
     directory, so a restored trial resumes from the trainer's last checkpoint."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from raygan.ray_train import train_with_ray
+    from raygan.raytrain.ddp import train_with_ray
 
     train_with_ray(
         cfg,
@@ -405,8 +405,8 @@ def prune_checkpoints(run_dir: Path, keep: str) -> int:
     the trial's record says finished: resuming an unfinished trial needs its last.pt."""
     import shutil
 
-    from raygan.checkpoints import LAST, SELECTED
-    from raygan.ray_train import RAY_DIR
+    from raygan.engine.checkpoints import LAST, SELECTED
+    from raygan.raytrain.ddp import RAY_DIR
 
     if keep == "all":
         return 0
@@ -451,7 +451,7 @@ class _RecorderState:
     """The Recorder's work and state (module level, so an unpickled Recorder uses today's code)."""
 
     def __init__(self, study_dir: Path, plan_info: dict, setup: dict) -> None:
-        from raygan.progress import StatusLine
+        from raygan.tune.progress import StatusLine
 
         self.study_dir, self.plan_info, self.setup = study_dir, plan_info, setup
         records = load_records(study_dir)[0]
@@ -515,7 +515,7 @@ def _recorder(study_dir: Path, plan_info: dict, setup: dict):
 
     class Recorder(Callback):
         """Writes a trial's record the moment it ends, so a killed driver loses nothing, prints one
-        line about it, and keeps the study's status line (raygan.progress) up to date."""
+        line about it, and keeps the study's status line (raygan.tune.progress) up to date."""
 
         state: _RecorderState | None = None
 
@@ -587,7 +587,7 @@ def same_trials(saved: dict, plan: Plan) -> bool:
     saved_list = saved.get("trial_list")
     if plan.study.is_search or not saved_list or len(saved_list) != len(plan.trials):
         return False
-    from raygan.results import _flatten  # results imports this module: imported here
+    from raygan.analysis.parquet import _flatten  # results imports this module: imported here
 
     defaults = _flatten(RunConfig.from_dict({}).to_dict(), "")
     for old, new in zip(saved_list, plan.trials):
@@ -682,7 +682,7 @@ def _init_ray(address: str | None) -> None:
     if local:
         print("raygan: starting a local Ray (it stops with this study)", file=sys.stderr, flush=True)
     try:
-        from raygan.ray_train import quiet_ray_start
+        from raygan.raytrain.ddp import quiet_ray_start
 
         with quiet_ray_start(local):
             context = ray.init(
@@ -709,9 +709,9 @@ def _init_ray(address: str | None) -> None:
             f"RAY_worker_niceness for the trials instead; or join a running Ray with --address)"
         ) from None
     if local:
-        from raygan.reaper import start_reaper
+        from raygan.raytrain.reaper import start_reaper
 
-        start_reaper()  # its agents would outlive a killed driver (raygan.reaper says why)
+        start_reaper()  # its agents would outlive a killed driver (raygan.raytrain.reaper says why)
         cpus = ray.cluster_resources().get("CPU", 0)
         dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
         print(f"raygan: local Ray up ({cpus:g} CPUs{dashboard})", file=sys.stderr, flush=True)
@@ -757,7 +757,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     study_dir = prepare_study_dir(plan, options)  # after joining Ray: a bad --address leaves no study behind
     if plan.study.is_search and optuna is None:  # the default SQLite file needs the study directory
         optuna = _optuna_storage(plan, options, study_dir)
-    from raygan.export import log_driver
+    from raygan.analysis.study_export import log_driver
 
     log_driver(study_dir, "start", resume=options.resume)  # wall time and machine, for the committed results
 
@@ -827,7 +827,7 @@ def _continue_search_without_tune_state(plan: Plan, study_dir: Path, optuna: tup
     experiment (no searcher or scheduler state): it runs the samples not yet recorded, TPE going on
     from the trials the Optuna study holds; trials that study still shows running belonged to the
     killed driver and will never report, so they are failed and marked. Returns the samples left."""
-    from raygan.optuna_storage import fail_orphans
+    from raygan.tune.optuna_storage import fail_orphans
 
     storage, study_name = optuna
     recorded = len(study_records(study_dir, plan.study_hash))
@@ -847,7 +847,7 @@ class StudyInterrupted(KeyboardInterrupt):
 
 def resume_summary(study_dir: Path, plan: Plan) -> str:
     """What --resume found: trials finished (kept), continuing from a checkpoint, starting afresh."""
-    from raygan.ray_train import RAY_DIR
+    from raygan.raytrain.ddp import RAY_DIR
 
     records = {r["trial_key"]: r for r in load_records(study_dir)[0]}
     trials_dir = study_dir / TRIALS_DIR
@@ -917,7 +917,7 @@ def _quiet_missing_trial_results():
 def _optuna_storage(plan: Plan, options: RunOptions, study_dir: Path) -> tuple:
     """(storage, Optuna study name) of a search, checked: reachable, not holding another run of the
     search, and on --resume the storage the interrupted run used."""
-    from raygan.optuna_storage import check_storage, default_url, open_storage, shown
+    from raygan.tune.optuna_storage import check_storage, default_url, open_storage, shown
 
     url = options.optuna_storage or default_url(study_dir)
     saved = (_read_json(study_dir / STUDY_FILE) or {}).get("options", {})
@@ -940,8 +940,8 @@ def _tuner_arguments(plan: Plan, options: RunOptions, optuna: tuple | None = Non
                 reuse_actors=not options.workers_per_trial,
             ),
         }
-    from raygan.asha import RungsFromRecords
-    from raygan.optuna_storage import TrackedOptunaSearch
+    from raygan.tune.asha import RungsFromRecords
+    from raygan.tune.optuna_storage import TrackedOptunaSearch
 
     profile = plan.study.profile(plan.profile)
     storage, study_name = optuna if optuna is not None else (None, None)

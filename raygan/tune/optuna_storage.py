@@ -17,7 +17,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from raygan.errors import RayganError, without_password
+from raygan.core.errors import RayganError, without_password
 
 OPTUNA_DB = "optuna.db"
 TUNE_TRIAL_ATTR = "tune_trial_id"

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from raygan.config import RunConfig
+from raygan.core.config import RunConfig
 from raygan.data import DATASETS
-from raygan.errors import ConfigError, RayganError
-from raygan.registry import Registry
+from raygan.core.errors import ConfigError, RayganError
+from raygan.core.registry import Registry
 
 # Searches optimise validation AUROC, never the test set: the trial's best so far (its
 # validation-selected epoch's), so that Optuna's value for a trial is the ``auroc_val`` of its
@@ -166,7 +166,7 @@ class Study:
     search_space: Callable[[Any, Profile], dict | None] | None = None
     folder_datasets: Mapping[str, FolderDataset] = field(default_factory=dict)  # names usable in profiles
     # A head-to-head the report adds: (factor, a, b), e.g. ("method", "agad", "ganomaly"): a − b
-    # paired by seed on each class (raygan.report.versus_rows).
+    # paired by seed on each class (raygan.analysis.report.versus_rows).
     versus: tuple[str, Any, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -423,10 +423,10 @@ def study_hash(study: Study, profile_name: str, trials: Sequence[Trial] | Trial,
 # --------------------------------------------------------------------------------------------
 # Cost estimate for --dry-run
 
-# The model and its calibration live in raygan.cost (README: what the estimate is based on).
+# The model and its calibration live in raygan.engine.cost (README: what the estimate is based on).
 def estimate_seconds(config: dict) -> float:
-    """CPU seconds of one trial, the middle of raygan.cost.cpu_seconds_range."""
-    from raygan.cost import cpu_seconds_range
+    """CPU seconds of one trial, the middle of raygan.engine.cost.cpu_seconds_range."""
+    from raygan.engine.cost import cpu_seconds_range
 
     return sum(cpu_seconds_range(config)) / 2
 

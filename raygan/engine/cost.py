@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 
 # benchmarks/throughput.py, 2 threads, batch 256, alone (README, Benchmarks > Throughput).
 BENCH_TRAIN_IMAGES_PER_S = {"naive": 385.1, "unet": 108.9, "unetpp": 48.5, "ganomaly": 518.7, "autoencoder": 1359.1,
@@ -73,7 +73,7 @@ class TrialShape:
 
 
 def trial_shape(config: dict) -> TrialShape:
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
     from raygan.data.datasets import DATASETS
     from raygan.methods import METHODS
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 
 FORMAT_VERSION = 1
 LAST = "last.pt"

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raygan.atomic import write_text
-from raygan.checkpoints import LAST, SELECTED, load_checkpoint, save_checkpoint
-from raygan.config import RunConfig
+from raygan.core.atomic import write_text
+from raygan.engine.checkpoints import LAST, SELECTED, load_checkpoint, save_checkpoint
+from raygan.core.config import RunConfig
 from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
 from raygan.data.splits import SplitTensors
-from raygan.devices import configure_backends
-from raygan.distributed import DistributedContext
-from raygan.errors import RayganError
-from raygan.evaluation import choose_threshold, detection_metrics
+from raygan.engine.devices import configure_backends
+from raygan.engine.distributed import DistributedContext
+from raygan.core.errors import RayganError
+from raygan.engine.evaluation import choose_threshold, detection_metrics
 from raygan.methods import Method, build_method
 from raygan.models import count_parameters
 
@@ -219,7 +219,7 @@ def train(
     if out_dir is not None and is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-        from raygan.tensorboard import RunWriter
+        from raygan.engine.tensorboard import RunWriter
 
         writer = RunWriter(out_dir / "tensorboard", hparams or cfg.to_dict(), purge_step=state.global_step or None)
 
@@ -355,7 +355,7 @@ def _checkpoint_payload(method: Method, cfg: RunConfig, state: RunState, tensors
     last = state.history[-1]
     return {
         "method": method.state_dict(),
-        # What `raygan score` needs to use the detector on new images (raygan.detector).
+        # What `raygan score` needs to use the detector on new images (raygan.engine.detector).
         "threshold": {"value": last["threshold"], "rule": last["threshold_rule"], "epoch": last["epoch"],
                       "tpr": last["threshold_tpr"], "fpr": last["threshold_fpr"]},
         "preprocessing": {

@@ -15,10 +15,10 @@ import math
 import statistics
 from pathlib import Path
 
-from raygan.errors import RayganError
-from raygan.results import read_results
+from raygan.core.errors import RayganError
+from raygan.analysis.parquet import read_results
 from raygan.study import STUDIES, Study, load_studies
-from raygan.tuning import TRIALS_DIR
+from raygan.tune.driver import TRIALS_DIR
 
 FORMATS = ("markdown", "csv")
 METRIC_TITLES = {
@@ -413,7 +413,7 @@ def load_optuna_study(study_dir: Path, info: dict):
 
     import optuna
 
-    from raygan.optuna_storage import OPTUNA_DB, default_url, open_storage, optuna_study_name
+    from raygan.tune.optuna_storage import OPTUNA_DB, default_url, open_storage, optuna_study_name
 
     url = (info.get("options") or {}).get("optuna_storage")
     if url is None:
@@ -486,7 +486,7 @@ def write_best_config(study_dir: Path, info: dict, rows: list[dict]) -> Path | N
 
 def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, same_score: bool = False) -> str:
     """The paper-layout table, then the verdict per paper cell; ``same_score`` adds the table of
-    every method scored by ‖x − G(x)‖₂ (see raygan.same_score)."""
+    every method scored by ‖x − G(x)‖₂ (see raygan.analysis.same_score)."""
     if fmt not in FORMATS:
         raise RayganError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     info, rows = read_results(study_dir, skip_damaged)
@@ -503,7 +503,7 @@ def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, s
         if head_to_head:
             parts.append(render_versus(head_to_head, study.versus, fmt))
     if same_score:
-        from raygan.same_score import with_same_score
+        from raygan.analysis.same_score import with_same_score
 
         rescored = with_same_score(Path(study_dir), rows)
         header, body, notes = grid_table(info, rescored, None, metric="auroc_reconstruction")
@@ -512,8 +512,8 @@ def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, s
 
 
 def figures(study_dir: Path, out_dir: Path) -> list[Path]:
-    """The study's figures as PNGs in ``out_dir`` (see raygan.figures)."""
-    from raygan.figures import write_figures
+    """The study's figures as PNGs in ``out_dir`` (see raygan.analysis.figures)."""
+    from raygan.analysis.figures import write_figures
 
     info, _ = read_results(study_dir)
     return write_figures(study_dir, out_dir, _study(info["study"]))

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from raygan.errors import ConfigError
+from raygan.core.errors import ConfigError
 
 C = TypeVar("C", bound="ConfigSection")
 

@@ -14,7 +14,7 @@ import sys
 
 from ray.tune.schedulers import ASHAScheduler
 
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 
 
 class RungsFromRecords(ASHAScheduler):
@@ -33,7 +33,7 @@ class RungsFromRecords(ASHAScheduler):
     def on_trial_add(self, tune_controller, trial) -> None:
         if not self._filled:
             self._filled = True
-            from raygan.tuning import _DRIVER, study_records
+            from raygan.tune.driver import _DRIVER, study_records
 
             if _DRIVER.get("study_dir") is not None:
                 records = study_records(_DRIVER["study_dir"], _DRIVER.get("study_hash"))
@@ -48,7 +48,7 @@ def fill_rungs(scheduler: ASHAScheduler, records: list[dict]) -> int:
     """Record each trial of ``records`` in every rung whose milestone (epochs) it reached, with
     the value its run reported there (the objective SEARCH_METRIC: validation AUROC of the
     selected epoch so far). Trials already in a rung keep their value. Returns entries added."""
-    from raygan.loop import select_epoch
+    from raygan.engine.loop import select_epoch
 
     brackets = getattr(scheduler, "_brackets", None)
     if not brackets or not all(hasattr(b, "_rungs") for b in brackets):

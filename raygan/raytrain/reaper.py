@@ -8,7 +8,7 @@ in a call that blocks its main thread for up to 60 s (`publish_error_to_driver`,
 blocked main thread never runs Python's SIGTERM handler, so they also ignore SIGTERM (see
 ray-project/ray#59162). On a busy or slow machine the wait can be longer still.
 
-So a driver that starts its own Ray also starts this small watcher (``python -m raygan.reaper
+So a driver that starts its own Ray also starts this small watcher (``python -m raygan.raytrain.reaper
 PID``, its own session, no Ray import): it notes the driver's descendants every two seconds while
 the driver lives, and once the driver is gone, gives Ray a few seconds to stop by itself, then ends
 whatever of those processes is left: SIGTERM, then SIGKILL. Processes are matched by PID and start
@@ -102,7 +102,7 @@ def start_reaper() -> int | None:
     if not started_local_ray():
         return None
     process = subprocess.Popen(
-        [sys.executable, "-m", "raygan.reaper", str(os.getpid())],
+        [sys.executable, "-m", "raygan.raytrain.reaper", str(os.getpid())],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C or a kill of the driver's process group spares it
     )

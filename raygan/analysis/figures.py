@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from raygan.errors import RayganError
-from raygan.loop import TEST_SCORES, grid_images
-from raygan.report import _label, class_aurocs
-from raygan.results import CURVES_FILE, read_results
+from raygan.core.errors import RayganError
+from raygan.engine.loop import TEST_SCORES, grid_images
+from raygan.analysis.report import _label, class_aurocs
+from raygan.analysis.parquet import CURVES_FILE, read_results
 from raygan.study import Study
-from raygan.tuning import TRIALS_DIR
+from raygan.tune.driver import TRIALS_DIR
 
 RECONSTRUCTION_CELLS = 10  # rows of the table shown in one reconstruction figure, at most
 IMAGES_PER_KIND = 8  # normal and anomalous test images per reconstruction figure (Fig. 2: 8 + 8)
@@ -271,8 +271,8 @@ class Reconstructor:
         """(picked test images, their reconstructions, their 0/1 targets) of one trial's config."""
         import torch
 
-        from raygan.checkpoints import load_checkpoint
-        from raygan.config import RunConfig
+        from raygan.engine.checkpoints import load_checkpoint
+        from raygan.core.config import RunConfig
         from raygan.data import build_split, load_for_config, split_tensors
         from raygan.methods import load_method
 
@@ -409,7 +409,7 @@ def optuna_figures(study_dir: Path, results: StudyResults, out_dir: Path) -> lis
     """Optuna's own optimisation-history and parameter-importance plots of the search's study."""
     import warnings
 
-    from raygan.report import load_optuna_study
+    from raygan.analysis.report import load_optuna_study
 
     study = load_optuna_study(study_dir, results.info)
     if study is None:

@@ -14,8 +14,8 @@ import typing
 from pathlib import Path
 from collections.abc import Sequence
 
-from raygan.config import ConfigSection, DataConfig
-from raygan.errors import RayganError
+from raygan.core.config import ConfigSection, DataConfig
+from raygan.core.errors import RayganError
 
 # Short spellings used in the papers and the issues, kept beside the field names.
 FLAG_ALIASES = {"class_index": ["--class"], "anomaly_fraction": ["--gamma"]}
@@ -170,8 +170,8 @@ def _first_line(doc: str | None) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from raygan.config import RunConfig
-    from raygan.loop import train
+    from raygan.core.config import RunConfig
+    from raygan.engine.loop import train
 
     values: dict = {}
     if args._config:
@@ -205,7 +205,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         from raygan.data import load_for_config
         from raygan.methods import build_method
-        from raygan.ray_train import train_with_ray
+        from raygan.raytrain.ddp import train_with_ray
 
         dataset = load_for_config(cfg.data)  # the workers build the networks; this says what they are
         announce(build_method(cfg, dataset.channels, cfg.data.image_size or dataset.image_size))
@@ -218,7 +218,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if args._sync_bn or args._gpus_per_worker:
             raise RayganError("--sync-bn and --gpus-per-worker apply to distributed runs: add --workers N")
-        from raygan.devices import resolve_device
+        from raygan.engine.devices import resolve_device
 
         device = resolve_device(args._device or "auto")
         result = train(cfg, out_dir=out, progress=args._progress, device=device, on_start=announce)
@@ -232,7 +232,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import csv
 
-    from raygan.detector import Detector, save_maps
+    from raygan.engine.detector import Detector, save_maps
 
     detector = Detector.from_checkpoint(Path(args.checkpoint))
     inputs = detector.load_inputs([Path(p) for p in args.inputs])
@@ -256,7 +256,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from raygan.detector import Detector, export_onnx, export_program, onnx_available
+    from raygan.engine.detector import Detector, export_onnx, export_program, onnx_available
 
     detector = Detector.from_checkpoint(Path(args.checkpoint))
     out = Path(args.out)
@@ -286,20 +286,20 @@ def _cmd_study_list(args: argparse.Namespace) -> int:
 
 def _cmd_study_run(args: argparse.Namespace) -> int:
     from raygan.study import load_studies
-    from raygan.study_cli import run
+    from raygan.cli.study import run
 
     return run(load_studies().get(args.name), args)
 
 
 def _cmd_study_best(args: argparse.Namespace) -> int:
-    from raygan.report import best_trial
+    from raygan.analysis.report import best_trial
 
     print(json.dumps(best_trial(Path(args.study_dir), args.skip_damaged), indent=1))
     return 0
 
 
 def _cmd_study_export(args: argparse.Namespace) -> int:
-    from raygan.export import export_study
+    from raygan.analysis.study_export import export_study
 
     out = export_study(Path(args.study_dir), Path(args.out) if args.out else None)
     print(f"exported to {out}: study.json, rows/, results.parquet, curves.parquet, report.md, figures/, PROVENANCE.md",
@@ -308,11 +308,11 @@ def _cmd_study_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from raygan.report import report
+    from raygan.analysis.report import report
 
     sys.stdout.write(report(Path(args.study_dir), args.format, args.skip_damaged, same_score=args.same_score))
     if args.figures:
-        from raygan.report import figures
+        from raygan.analysis.report import figures
 
         for path in figures(Path(args.study_dir), Path(args.figures)):
             print(f"figure: {path}", file=sys.stderr)
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print {generator: parameter count} as JSON")
     models.set_defaults(handler=_cmd_models)
 
-    from raygan.config import RunConfig
+    from raygan.core.config import RunConfig
 
     train = commands.add_parser(
         "train", help="train one detector; last line of output: JSON result",
@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", action="store_true", help="fail unless the ONNX file can be written too")
     export.set_defaults(handler=_cmd_export)
 
-    from raygan.study_cli import add_study_arguments
+    from raygan.cli.study import add_study_arguments
 
     study = commands.add_parser("study", help="run the paper's tables as Ray Tune studies (list, run, best)")
     study_commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)

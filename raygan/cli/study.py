@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from raygan.errors import RayganError, without_password
+from raygan.core.errors import RayganError, without_password
 from raygan.study import (
     Study,
     estimate_worker_hours,
@@ -25,7 +25,7 @@ from raygan.study import (
     search_base,
     study_hash,
 )
-from raygan.tuning import Plan, RunOptions, run_plan, study_dir_for
+from raygan.tune.driver import Plan, RunOptions, run_plan, study_dir_for
 
 DEFAULT_STORAGE = "~/raygan-studies"
 
@@ -112,7 +112,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
 
 
 def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> None:
-    from raygan.cost import DeviceProfile, cpu_seconds_range, gpu_estimate
+    from raygan.engine.cost import DeviceProfile, cpu_seconds_range, gpu_estimate
 
     if gpus < 1:
         raise RayganError(f"--gpus must be >= 1; got {gpus}")
@@ -152,9 +152,9 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
 
 
 def run(study: Study, args: argparse.Namespace) -> int:
-    from raygan.report import report
-    from raygan.results import write_results
-    from raygan.tuning import read_records
+    from raygan.analysis.report import report
+    from raygan.analysis.parquet import write_results
+    from raygan.tune.driver import read_records
 
     plan = make_plan(study, args)
     if args.dry_run:

@@ -2,7 +2,7 @@
 
 A checkpoint written by the epoch loop holds the resolved config, the networks, the run's
 preprocessing (image size, channels, the data set's pixel scale) and the decision threshold chosen
-on that run's validation split (`raygan.evaluation.choose_threshold`). Inputs go through the run's
+on that run's validation split (`raygan.engine.evaluation.choose_threshold`). Inputs go through the run's
 own preprocessing: resized to its image size (bilinear), converted to its channels and scaled to
 [-1, 1]. Plain PyTorch, no Ray.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from raygan.checkpoints import load_checkpoint
+from raygan.engine.checkpoints import load_checkpoint
 from raygan.data.datasets import to_model_input
 from raygan.data.image_folder import IMAGE_SUFFIXES, read_images
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 from raygan.methods import Method, load_method
 
 ARRAY_SUFFIX = ".npy"

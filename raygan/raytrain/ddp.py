@@ -1,6 +1,6 @@
 """Ray Train layer: the same epoch loop, data-parallel under a TorchTrainer (DDP).
 
-Nothing about models or losses lives here. Each worker runs `raygan.loop.train` with a
+Nothing about models or losses lives here. Each worker runs `raygan.engine.loop.train` with a
 `DistributedContext` whose ``wrap`` is Ray's ``prepare_model`` (DistributedDataParallel; gloo on
 CPU, NCCL on GPU). The global batch is the configured one: each of the N workers trains its
 1/N slice of every global batch (see `AnomalyBatchSampler`). Rank 0 scores validation and test on
@@ -20,9 +20,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from raygan.config import RunConfig
+from raygan.core.config import RunConfig
 from raygan.data.splits import build_split, load_for_config
-from raygan.errors import ConfigError, RayganError
+from raygan.core.errors import ConfigError, RayganError
 from raygan.methods import METHODS
 
 RAY_DIR = "ray"
@@ -57,8 +57,8 @@ def _train_worker(loop_config: dict) -> None:
     import torch
     from torch import nn
 
-    from raygan.distributed import DistributedContext
-    from raygan.loop import train
+    from raygan.engine.distributed import DistributedContext
+    from raygan.engine.loop import train
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -148,9 +148,9 @@ def train_with_ray(
         # Workers print nothing useful to stdout; keeping it off the driver keeps the JSON line last.
         with quiet_ray_start(address is None and not os.environ.get("RAY_ADDRESS")):
             ray.init(address=address, log_to_driver=False, configure_logging=False)
-        from raygan.reaper import start_reaper
+        from raygan.raytrain.reaper import start_reaper
 
-        start_reaper()  # a local Ray's agents would outlive a killed driver (raygan.reaper says why)
+        start_reaper()  # a local Ray's agents would outlive a killed driver (raygan.raytrain.reaper says why)
     available = ray.cluster_resources().get("CPU", 0)
     if workers * cpus_per_worker > available:
         raise ConfigError(

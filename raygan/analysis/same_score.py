@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from raygan.errors import RayganError
+from raygan.core.errors import RayganError
 
 SAME_SCORE_FILE = "same_score.json"
 
@@ -41,9 +41,9 @@ def with_same_score(study_dir: Path, rows: list[dict]) -> list[dict]:
     if missing:
         import torch
 
-        from raygan.detector import Detector
-        from raygan.evaluation import detection_metrics
-        from raygan.loop import load_split_tensors
+        from raygan.engine.detector import Detector
+        from raygan.engine.evaluation import detection_metrics
+        from raygan.engine.loop import load_split_tensors
         from raygan.methods.base import reconstruction_l2
 
         splits: dict[str, object] = {}

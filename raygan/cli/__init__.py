@@ -1,0 +1,1 @@
+"""Front doors: the `raygan` command and the flags every study script shares."""
