@@ -8,7 +8,7 @@ the contextual adversarial term; 3 seeds.
 paper: (10 + 10 + 20) classes x 5 γ x 2 x 3 seeds = 1,200 trials.
 
     python studies/ca_ablation.py --profile smoke        # digits, minutes on 2 CPU cores
-    python studies/ca_ablation.py --profile cpu          # real Fashion-MNIST, about 1 h on 2 CPU cores
+    python studies/ca_ablation.py --profile cpu          # real Fashion-MNIST, about 2 h on 2 CPU cores
     python studies/ca_ablation.py --profile paper --dry-run
 """
 
@@ -75,11 +75,11 @@ STUDY = Study(
             description="offline digits, class 3, γ ∈ {0, .05}, λ_adcon ∈ {0, 15}, naive G, 10 epochs: 4 trials",
         ),
         "cpu": Profile(
-            datasets=("fashion_mnist",), classes={"fashion_mnist": CPU_ABLATION_CLASSES}, seeds=(0,),
+            datasets=("fashion_mnist",), classes={"fashion_mnist": CPU_ABLATION_CLASSES}, seeds=(0, 1, 2),
             epochs=CPU_EPOCHS, factors={"gamma": (0.0, 0.05)},
             overrides={"model": {"backbone": "naive"}, "train": CPU_TRAIN_WITH_ANOMALIES},
             description="real Fashion-MNIST classes 1 2 8 9, γ ∈ {0, .05}, C.A. on/off, naive G, 5 epochs, "
-                        "batch 128, seed 0: 16 trials",
+                        "batch 128, seeds 0-2: 48 trials",
         ),
         "paper": Profile(
             datasets=("fashion_mnist", "cifar10", "cifar100"), seeds=(0, 1, 2),

@@ -96,6 +96,7 @@ def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster
 
     scores_and_figures_are_those_of_the_selected_epoch(study_dir, tmp_path)
     export_then_resume_from_it_after_a_config_field_was_added(ray_cluster, study_dir, tmp_path)
+    a_grown_grid_keeps_its_records_and_trains_only_its_new_trials(ray_cluster, study_dir)
 
 
 def test_a_search_interrupted_killed_and_resumed_keeps_one_optuna_study_and_reports_it(ray_cluster, tmp_path):
@@ -340,3 +341,39 @@ def export_then_resume_from_it_after_a_config_field_was_added(ray_cluster: str, 
     refused = study_script(load_studies().get("bn_ablation"), *script(tmp_path / "second")[2:], "--resume",
                            "--address", ray_cluster)
     assert refused.returncode == 2 and "holds study bn_ablation profile smoke with other trials" in refused.stderr
+
+
+def a_grown_grid_keeps_its_records_and_trains_only_its_new_trials(ray_cluster: str, study_dir: Path) -> None:
+    """A grid whose profile gained trials (more seeds, say) continues with --resume in its directory:
+    the trials it had keep their records and are not trained again, only the new ones run, and the
+    smaller grid's Tune experiment (which a restore would run as it was) is set aside.
+    ``study_dir``: the finished bn_ablation smoke study of 3 epochs, its Tune experiment in place."""
+    manifest = json.loads((study_dir / "study.json").read_text())
+    new_keys = [t["key"] for t in manifest["trial_list"][-2:]]  # as if the earlier profile lacked them
+    manifest["trial_list"] = manifest["trial_list"][:-2]
+    manifest["study_hash"] = small = "sm4llgr1dsm4llgr"
+    (study_dir / "study.json").write_text(json.dumps(manifest))
+    for key in new_keys:
+        (study_dir / "rows" / f"{key}.json").unlink()
+        shutil.rmtree(study_dir / "trials" / key)
+    for key, record in records(study_dir).items():
+        (study_dir / "rows" / f"{key}.json").write_text(json.dumps({**record, "study_hash": small}))
+    before = records(study_dir)
+
+    driver = study(sys.executable, "studies/bn_ablation.py", "--profile", "smoke", "--epochs", "3",
+                   "--storage", str(study_dir.parent), "--resume", cluster=ray_cluster)
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err[-4000:]
+    assert json.loads(out.strip().splitlines()[-1])["finished"] == SMOKE_TRIALS
+    assert f"grows from {SMOKE_TRIALS - 2} to {SMOKE_TRIALS} trials" in err
+    grown = json.loads((study_dir / "study.json").read_text())
+    assert len(grown["trial_list"]) == SMOKE_TRIALS and grown["earlier_hashes"] == [small]
+    assert grown["study_hash"] != small and (study_dir / f"tune-{small}").is_dir() and (study_dir / "tune").is_dir()
+    after = records(study_dir)
+    assert sorted(after) == sorted([*before, *new_keys])
+    for key in before:  # kept as recorded, not trained again
+        assert after[key] == before[key]
+    for key in new_keys:
+        assert after[key]["study_hash"] == grown["study_hash"] and after[key]["status"] == "finished"
+        assert [h["epoch"] for h in after[key]["history"]] == [0, 1, 2]
+    assert len(pq.read_table(study_dir / "results.parquet").to_pylist()) == SMOKE_TRIALS

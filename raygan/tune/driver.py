@@ -569,7 +569,8 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
                 f"{study_dir} already holds a run of study {saved.get('study')} (profile {saved.get('profile')}); "
                 f"pass --resume to continue it, or --storage DIR for a fresh one"
             )
-        if saved.get("study_hash") != plan.study_hash and not same_trials(saved, plan):
+        if (saved.get("study_hash") != plan.study_hash and not same_trials(saved, plan)
+                and not grows(saved, plan)):
             raise RayganError(
                 f"--resume: {study_dir} holds study {saved.get('study')} profile {saved.get('profile')} with other "
                 f"trials (hash {saved.get('study_hash')}, now {plan.study_hash}); use the same profile and flags "
@@ -587,18 +588,37 @@ def same_trials(saved: dict, plan: Plan) -> bool:
     saved_list = saved.get("trial_list")
     if plan.study.is_search or not saved_list or len(saved_list) != len(plan.trials):
         return False
+    return all(old["key"] == new.key and _trains_as(old, new) for old, new in zip(saved_list, plan.trials))
+
+
+def grows(saved: dict, plan: Plan) -> bool:
+    """Whether the plan is a saved grid study grown: every saved trial is in it and would train as
+    before (more seeds, classes or levels), and it has more. Its records are kept, not trained again."""
+    saved_list = saved.get("trial_list")
+    planned = {t.key: t for t in plan.trials}
+    if plan.study.is_search or not saved_list or len(saved_list) >= len(planned):
+        return False
+    return all(old["key"] in planned and _trains_as(old, planned[old["key"]]) for old in saved_list)
+
+
+def _trains_as(old: dict, new: Trial) -> bool:
+    """A saved trial (its dict in study.json) and a planned one are the same run: the same factors and
+    config values, fields added since holding their default."""
     from raygan.analysis.parquet import _flatten  # results imports this module: imported here
 
+    if old["factors"] != new.factors:
+        return False
     defaults = _flatten(RunConfig.from_dict({}).to_dict(), "")
-    for old, new in zip(saved_list, plan.trials):
-        if old["key"] != new.key or old["factors"] != new.factors:
-            return False
-        before, now = _flatten(old["config"], ""), _flatten(new.config, "")
-        if set(before) - set(now):
-            return False
-        if any(now[k] != (before[k] if k in before else defaults.get(k, object())) for k in now):
-            return False
-    return True
+    before, now = _flatten(old["config"], ""), _flatten(new.config, "")
+    if set(before) - set(now):
+        return False
+    return all(now[k] == (before[k] if k in before else defaults.get(k, object())) for k in now)
+
+
+def study_hashes(manifest: dict) -> set[str]:
+    """The hashes a study directory's records may carry: its own, and those of the smaller grids it
+    grew from (their records are this study's trials)."""
+    return {manifest.get("study_hash"), *manifest.get("earlier_hashes", ())} - {None}
 
 
 def tune_concurrency(plan: Plan, max_concurrent: int | None) -> int | None:
@@ -624,10 +644,10 @@ def check_resumed_concurrency(plan: Plan, options: RunOptions, study_dir: Path) 
     state), so a --max-concurrent given on --resume would be ignored silently: refuse it instead."""
     if not (options.resume and options.max_concurrent is not None):
         return
-    saved = (_read_json(study_dir / STUDY_FILE) or {}).get("options", {})
-    before = saved.get("max_concurrent")
-    if tune_concurrency(plan, before) == options.max_concurrent or not restorable(study_dir):
-        return  # the same, or no Tune experiment to restore (a copy of an export): the new value applies
+    manifest = _read_json(study_dir / STUDY_FILE) or {}
+    before = manifest.get("options", {}).get("max_concurrent")
+    if tune_concurrency(plan, before) == options.max_concurrent or not restorable(study_dir) or grows(manifest, plan):
+        return  # the same, or no Tune experiment to restore (a copy of an export, a grown grid): the new value applies
     started = f"--max-concurrent {before}" if before is not None else (
         "1 trial at a time (a search's default)" if plan.study.is_search else "no --max-concurrent (no limit)")
     how = (" (the search's TPE state lives in that experiment, so a search keeps its concurrency)"
@@ -640,20 +660,35 @@ def check_resumed_concurrency(plan: Plan, options: RunOptions, study_dir: Path) 
 
 def reconcile(plan: Plan, options: RunOptions) -> Plan:
     """On --resume of a study whose trials are the same but were written before new config fields
-    existed, the plan keeps the saved hash, so every record of the study carries one hash."""
+    existed, the plan keeps the saved hash, so every record of the study carries one hash. A grown
+    study takes the plan's hash (prepare_study_dir keeps the earlier one in study.json)."""
     saved = _read_json(study_dir_for(options.storage, plan.study) / STUDY_FILE) or {}
-    if options.resume and saved.get("study_hash") and saved["study_hash"] != plan.study_hash:
+    if (options.resume and saved.get("study_hash") and saved["study_hash"] != plan.study_hash
+            and not grows(saved, plan)):
         return replace(plan, study_hash=saved["study_hash"])
     return plan
 
 
 def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
-    """Check, then create the study directory and its manifest."""
+    """Check, then create the study directory and its manifest. A grown grid gets the new manifest,
+    naming the hashes it grew from, and its Tune experiment (of the smaller grid, which a restore
+    would run as it was) is set aside as tune-<earlier hash>/: a fresh one runs every trial, those
+    recorded as finished reporting once without training."""
     study_dir = check_study_dir(plan, options)
     manifest_path = study_dir / STUDY_FILE
     study_dir.mkdir(parents=True, exist_ok=True)
     damaged = manifest_path.exists() and read_manifest(manifest_path)[1] is not None
-    if not manifest_path.exists() or damaged:
+    saved = {} if damaged or not manifest_path.exists() else read_manifest(manifest_path)[0]
+    if saved and options.resume and saved.get("study_hash") != plan.study_hash and grows(saved, plan):
+        manifest = {**plan.manifest(options), "earlier_hashes": sorted(study_hashes(saved))}
+        tune_dir, aside = study_dir / TUNE_DIR, study_dir / f"{TUNE_DIR}-{saved['study_hash']}"
+        if tune_dir.exists():
+            tune_dir.rename(aside)
+        write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
+        print(f"raygan: study {plan.study.name} grows from {len(saved['trial_list'])} to {len(plan.trials)} trials "
+              f"(profile {plan.profile}): the {len(saved['trial_list'])} it had are kept as recorded, the others run"
+              + (f"; its Tune experiment is kept in {aside}" if aside.exists() else ""), file=sys.stderr, flush=True)
+    elif not manifest_path.exists() or damaged:
         write_text(manifest_path, json.dumps(plan.manifest(options), indent=1) + "\n")
         if damaged:
             print(f"raygan: {manifest_path} was damaged; written again from this command's study", file=sys.stderr)
