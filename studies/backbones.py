@@ -12,6 +12,7 @@ paper: (10 + 10 + 10 + 20) classes x 3 generators x 3 seeds = 450 trials.
 """
 
 from raygan.study import (
+    Comparison,
     CPU_ABLATION_CLASSES,
     CPU_EPOCHS,
     CPU_TRAIN,
@@ -75,6 +76,8 @@ STUDY = Study(
     base={"method": "agad", "model": {"bn_strategy": "advprop"}, "data": {"anomaly_fraction": 0.0}},
     factors=(Factor("backbone", GENERATORS, key="model.backbone", label="Generator"),),
     rows=("backbone",),
+    comparisons=tuple(Comparison(a={"backbone": g}, b={"backbone": "naive"}, a_label=name, b_label="naive")
+                      for g, name in (("unet", "UNet"), ("unetpp", "UNet++"))),
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,

@@ -13,6 +13,7 @@ paper: 3 data sets x 40 classes ... = (2 + 4 x 4) cells x 40 classes x 3 seeds =
 """
 
 from raygan.study import (
+    Comparison,
     CPU_ABLATION_CLASSES,
     CPU_EPOCHS,
     CPU_TRAIN_WITH_ANOMALIES,
@@ -81,6 +82,13 @@ STUDY = Study(
     where=lambda cell: cell["gamma"] > 0 or not cell["freeze"],  # nothing to freeze without anomalies
     configure=bn_strategy,
     rows=("advprop", "freeze", "gamma"),
+    # The table's question: which BN strategy beats shared BN, at each γ.
+    comparisons=tuple(
+        Comparison(a={"advprop": advprop, "freeze": freeze}, b={"advprop": False, "freeze": False},
+                   a_label=name, b_label="shared BN")
+        for (advprop, freeze), name in (((True, False), "AdvProp"), ((False, True), "Freeze"),
+                                        ((True, True), "AdvProp+Freeze"))
+    ),
     profiles={
         # The naive generator keeps the smoke run to minutes on 2 CPU cores (about 2 min); paper uses UNet.
         # Digits give ~2 steps per epoch at batch 64: 15 epochs is what it takes to learn (3 gave ~0.57).

@@ -13,6 +13,7 @@ paper: (10 + 10 + 20) classes x 5 γ x 2 x 3 seeds = 1,200 trials.
 """
 
 from raygan.study import (
+    Comparison,
     CPU_ABLATION_CLASSES,
     CPU_EPOCHS,
     CPU_TRAIN_WITH_ANOMALIES,
@@ -66,6 +67,7 @@ STUDY = Study(
         Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),
     ),
     rows=("adcon", "gamma"),
+    comparisons=(Comparison(a={"adcon": 15.0}, b={"adcon": 0.0}, a_label="with C.A.", b_label="without C.A."),),
     profiles={
         # The naive generator keeps the smoke run to minutes on 2 CPU cores; paper uses UNet.
         "smoke": Profile(

@@ -13,6 +13,7 @@ paper: (10 + 10 + 10) classes x 5 γ x 3 seeds = 450 trials.
 """
 
 from raygan.study import (
+    Comparison,
     CPU_EPOCHS,
     CPU_TRAIN_WITH_ANOMALIES,
     SMOKE_TRAIN,
@@ -59,6 +60,8 @@ STUDY = Study(
     factors=(Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),),
     configure=generator,
     rows=("gamma",),
+    comparisons=tuple(Comparison(a={"gamma": g}, b={"gamma": 0.0}, a_label=f"γ {g:g}", b_label="γ 0")
+                      for g in GAMMAS[1:]),
     profiles={
         # 115 normal training digits make 2-4 steps an epoch: with 3 epochs G(x) is still nearly
         # flat in eval mode (measured); 15, as bn_ablation's smoke, lets it learn to reconstruct.

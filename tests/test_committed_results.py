@@ -50,3 +50,38 @@ def test_committed_results_report_as_committed(folder, tmp_path):
     after = {k: v for k, v in _digest(copy).items() if k != "best_config.json"}
     assert after == {k: v for k, v in before.items() if k != "best_config.json"}
     assert not list(copy.rglob("*.pt")), "checkpoints are never committed"
+
+
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if load_studies().get(
+    json.loads((f / "study.json").read_text())["study"]).comparisons], ids=lambda f: f.name)
+def test_a_committed_tables_comparisons_are_the_differences_of_its_own_cells(folder):
+    """Each comparison the study names is, class by class, the difference of the table's own cells
+    (seed means of both sides), and its Δ the mean of those; the call follows the head-to-head rule."""
+    from raygan.analysis.comparisons import MIN_SEEDS, comparison_rows
+    from raygan.analysis.parquet import read_results
+    from raygan.analysis.report import class_aurocs
+
+    info, rows = read_results(folder)
+    study = load_studies().get(info["study"])
+    cells = class_aurocs(info, rows)  # (dataset, *row factors) -> class -> AUROC % per seed
+    row_factors = info["rows"]
+    checked = 0
+    for comparison in study.comparisons:
+        for entry in comparison_rows(info, rows, comparison):
+            def key(side: dict) -> tuple:
+                factors = {**entry["group"], **side}
+                return tuple(factors[f] for f in row_factors)
+
+            a, b = cells[key(comparison.a)], cells[key(comparison.b)]
+            for cls, delta in entry["by_class"].items():
+                if len(a[cls]) == len(b[cls]):  # every seed on both sides: the cells' means
+                    assert delta == pytest.approx(sum(a[cls]) / len(a[cls]) - sum(b[cls]) / len(b[cls]))
+                    checked += 1
+            assert entry["delta"] == pytest.approx(sum(entry["by_class"].values()) / len(entry["by_class"]))
+            if entry["seeds"] < MIN_SEEDS:
+                assert entry["call"].startswith("too few seeds")
+            elif entry["se"] is not None and abs(entry["delta"]) > 2 * entry["se"]:
+                assert entry["call"] in (f"{comparison.a_label} better", f"{comparison.b_label} better")
+            else:
+                assert entry["call"] == "not separable"
+    assert checked

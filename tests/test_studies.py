@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 import statistics
 import subprocess
 from pathlib import Path
@@ -656,3 +657,81 @@ def test_head_to_head_pairs_by_seed_and_calls_only_beyond_two_standard_errors_wi
     assert "| fashion_mnist | 2 | 93.0 | 90.0 | +3.0 | 0.6 | 3 | 3/3 | **agad better** |" in table
     assert "| fashion_mnist | 6 | 80.2 | 80.0 | +0.2 | 0.6 | 3 | 2/3 | not separable |" in table
     assert "fashion_mnist,8,95,85,10,,1,1,too few seeds (< 3)" in report(study_dir, "csv")
+
+
+def _fake_grid_dir(tmp_path: Path, name: str, profile, auroc_of) -> Path:
+    """A grid study's directory of the profile's trials, each recorded as finished with the test AUROC
+    ``auroc_of(factors)`` gives (None: no record), as the Tune layer writes them; no training."""
+    from raygan.tune.driver import STUDY_FILE, write_record
+
+    study = STUDIES.get(name)
+    trials = [t for t in expand(study, profile) if auroc_of(t.factors) is not None]
+    study_dir = tmp_path / name
+    study_dir.mkdir(parents=True)
+    (study_dir / STUDY_FILE).write_text(json.dumps({
+        "study": name, "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
+        "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
+    for t in trials:
+        auroc = auroc_of(t.factors)
+        write_record(study_dir, {
+            "study": name, "study_hash": "h", "profile": "cpu", "trial_key": t.key, "trial_id": t.key,
+            "status": "finished", "error": None, "factors": t.factors, "config": t.config,
+            "metrics": {"auroc": auroc, "auroc_val": auroc, "auroc_last": auroc, "selected_epoch": 1, "epochs": 5,
+                        "auroc_best_test_optimistic": auroc},
+            "history": [], "node_id": "n", "hostname": "h", "recorded_at": 0.0,
+        })
+    return study_dir
+
+
+def test_table_5_comparisons_pair_by_class_and_seed_at_each_gamma_and_call_by_the_head_to_head_rule(tmp_path):
+    from raygan.analysis.comparisons import comparison_rows
+    from raygan.analysis.parquet import read_results
+    from raygan.analysis.report import report
+
+    study = STUDIES.get("bn_ablation")
+    # Known truth over classes 1, 2 x seeds 0-2: AdvProp +5 points at γ .05 (seed noise ±0.5), Freeze
+    # −10, AdvProp+Freeze ±2 around shared BN (no effect); at γ 0 AdvProp −0.2 ± 1 (within its noise).
+    noise = {0: -1.0, 1: 0.0, 2: 1.0}
+
+    def auroc(f: dict) -> float:
+        n = noise[f["seed"]] * (1 + f["class_index"] / 10)
+        shift = {(False, False): 0.0, (True, False): 5.0 + 0.5 * n if f["gamma"] else -0.2 + 1.0 * n,
+                 (False, True): -10.0 + 0.5 * n, (True, True): 2.0 * n}[f["advprop"], f["freeze"]]
+        return (85.0 + 3 * f["class_index"] + shift) / 100
+
+    profile = narrow_profile(study.profile("cpu"), classes=[1, 2])
+    study_dir = _fake_grid_dir(tmp_path, "bn_ablation", profile, auroc)
+    info, rows = read_results(study_dir)
+    found = {(c.a_label, e["group"]["gamma"]): e for c in study.comparisons for e in comparison_rows(info, rows, c)}
+    assert set(found) == {("AdvProp", 0.0), ("AdvProp", 0.05), ("Freeze", 0.05), ("AdvProp+Freeze", 0.05)}
+    advprop = found["AdvProp", 0.05]
+    assert advprop["delta"] == pytest.approx(5.0) and advprop["call"] == "AdvProp better"
+    assert (advprop["classes"], advprop["seeds"], advprop["pairs"], advprop["wins"]) == (2, 3, 6, 6)
+    assert advprop["by_class"] == {1: pytest.approx(5.0), 2: pytest.approx(5.0)}
+    # SE: per class stdev(±0.5·(1 + c/10)) / sqrt(3), combined over the two classes
+    se = [0.5 * (1 + c / 10) / math.sqrt(3) for c in (1, 2)]
+    assert advprop["se"] == pytest.approx(math.sqrt(se[0] ** 2 + se[1] ** 2) / 2)
+    assert found["Freeze", 0.05]["delta"] == pytest.approx(-10.0) and found["Freeze", 0.05]["call"] == "shared BN better"
+    assert found["AdvProp+Freeze", 0.05]["call"] == "not separable"
+    assert found["AdvProp", 0.0]["delta"] == pytest.approx(-0.2) and found["AdvProp", 0.0]["call"] == "not separable"
+    assert comparison_rows(info, rows[::-1], study.comparisons[0]) == comparison_rows(info, rows, study.comparisons[0])
+    table = report(study_dir)
+    assert "| comparison | dataset | gamma | A | B | Δ (A − B) | SE | classes × seeds | A wins | Δ by class | call |" in table
+    assert "| AdvProp (A) vs shared BN (B) | fashion_mnist | 0.05 | 94.5 | 89.5 | +5.0 |" in table
+    assert "**shared BN better**" in table
+
+    # two seeds: the same differences are not called
+    two_seeds = _fake_grid_dir(tmp_path / "two", "bn_ablation", profile, lambda f: auroc(f) if f["seed"] < 2 else None)
+    info, rows = read_results(two_seeds)
+    assert {e["call"] for c in study.comparisons for e in comparison_rows(info, rows, c)} == {"too few seeds (< 3)"}
+
+
+def test_a_comparison_must_set_factors_the_study_has():
+    from raygan.study import Comparison
+
+    bn = STUDIES.get("bn_ablation")
+    with pytest.raises(ValueError, match="comparison AdvProp vs shared BN needs two different settings"):
+        replace(bn, comparisons=(Comparison({"adv_prop": True}, {"adv_prop": False}, "AdvProp", "shared BN"),))
+    with pytest.raises(ValueError, match="needs two different settings"):
+        replace(bn, comparisons=(Comparison({"gamma": 0.5}, {"gamma": 0.0}, "AdvProp", "shared BN"),))
+    assert all(s.comparisons for s in map(STUDIES.get, ("bn_ablation", "ca_ablation", "backbones", "supervision")))

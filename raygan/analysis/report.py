@@ -16,6 +16,8 @@ import statistics
 from pathlib import Path
 
 from raygan.core.errors import RayganError
+from raygan.analysis.comparisons import MIN_SEEDS, call, render_comparisons
+from raygan.analysis.comparisons import label as _label
 from raygan.analysis.parquet import read_results
 from raygan.study import STUDIES, Study, load_studies
 from raygan.tune.driver import TRIALS_DIR
@@ -38,12 +40,6 @@ def _study(name: str) -> Study | None:
     return STUDIES.get(name) if name in STUDIES else None
 
 
-def _label(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:
@@ -252,9 +248,7 @@ def render_verdicts(entries: list[dict], row_factors: list[str], fmt: str) -> st
     return "\n".join(lines + [""] + notes) + "\n"
 
 
-# A head-to-head is called only with at least this many paired seeds (GAN runs move by several
-# hundredths of AUROC with the seed alone) and when the mean difference is beyond 2 standard errors.
-VERSUS_MIN_SEEDS = 3
+VERSUS_MIN_SEEDS = MIN_SEEDS  # the head-to-head rule (raygan.analysis.comparisons.call)
 
 
 def versus_rows(info: dict, rows: list[dict], versus: tuple[str, object, object], metric: str = "auroc") -> list[dict]:
@@ -309,11 +303,7 @@ def versus_rows(info: dict, rows: list[dict], versus: tuple[str, object, object]
 
 def _versus_call(mean: float, se: float | None, pairs: int, versus: tuple) -> str:
     _, a, b = versus
-    if pairs < VERSUS_MIN_SEEDS or se is None:
-        return f"too few seeds (< {VERSUS_MIN_SEEDS})"
-    if abs(mean) <= 2 * se:
-        return "not separable"
-    return f"{_label(a)} better" if mean > 0 else f"{_label(b)} better"
+    return call(mean, se, pairs, _label(a), _label(b))
 
 
 def render_versus(entries: list[dict], versus: tuple, fmt: str) -> str:
@@ -502,6 +492,10 @@ def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, s
         head_to_head = versus_rows(info, rows, study.versus)
         if head_to_head:
             parts.append(render_versus(head_to_head, study.versus, fmt))
+    if study is not None and study.comparisons:
+        table = render_comparisons(study.comparisons, info, rows, fmt)
+        if table:
+            parts.append(table)
     if same_score:
         from raygan.analysis.same_score import with_same_score
 

@@ -149,6 +149,17 @@ def parse_paper_cell(text: str | None) -> tuple[float, float | None] | None:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """One comparison a paper table is about: the runs whose factors take ``a``'s values against
+    those taking ``b``'s, paired by every factor neither sets (class, seed, γ, ...)."""
+
+    a: Mapping[str, Any]
+    b: Mapping[str, Any]
+    a_label: str
+    b_label: str
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     reproduces: str  # e.g. "papers/004 Table 5"
@@ -168,6 +179,9 @@ class Study:
     # A head-to-head the report adds: (factor, a, b), e.g. ("method", "agad", "ganomaly"): a − b
     # paired by seed on each class (raygan.analysis.report.versus_rows).
     versus: tuple[str, Any, Any] | None = None
+    # The comparisons the table is about, each A against B paired by every other factor
+    # (raygan.analysis.comparisons), e.g. Table 5's BN strategies against shared BN at each γ.
+    comparisons: tuple[Comparison, ...] = ()
 
     def __post_init__(self) -> None:
         if self.versus is not None:
@@ -175,6 +189,13 @@ class Study:
             factor = next((f for f in self.factors if f.name == name), None)
             if factor is None or a not in factor.values or b not in factor.values or a == b:
                 raise ValueError(f"study {self.name}: versus {self.versus} needs two values of one of its factors")
+        values = {f.name: f.values for f in self.factors}
+        for comparison in self.comparisons:
+            sides = (comparison.a, comparison.b)
+            if comparison.a == comparison.b or any(k not in values or v not in values[k] for side in sides
+                                                   for k, v in side.items()):
+                raise ValueError(f"study {self.name}: comparison {comparison.a_label} vs {comparison.b_label} needs "
+                                 f"two different settings of its factors ({', '.join(values)})")
 
     @property
     def is_search(self) -> bool:
