@@ -54,6 +54,8 @@ def test_same_config_same_result(digits_tensors):
     assert a["history"][-1]["loss_g_loss"] == pytest.approx(b["history"][-1]["loss_g_loss"], rel=1e-6)
     assert {"auroc", "auroc_last", "auroc_val", "selected_epoch", "images_per_s", "params_generator"} <= set(a)
     assert a["selected_epoch"] in (0, 1) and 0 <= a["auroc"] <= 1
+    # the trained detector timed at batch 1 and 256 (what the backbones report compares)
+    assert a["score_ms_per_image_b1"] > 0 and a["score_ms_per_image_b256"] > 0
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, digits_tensors):

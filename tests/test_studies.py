@@ -735,3 +735,27 @@ def test_a_comparison_must_set_factors_the_study_has():
     with pytest.raises(ValueError, match="needs two different settings"):
         replace(bn, comparisons=(Comparison({"gamma": 0.5}, {"gamma": 0.0}, "AdvProp", "shared BN"),))
     assert all(s.comparisons for s in map(STUDIES.get, ("bn_ablation", "ca_ablation", "backbones", "supervision")))
+
+
+def test_backbones_report_puts_each_generators_scoring_time_beside_the_papers(tmp_path):
+    from raygan.analysis.parquet import read_results
+    from raygan.analysis.report import report
+    from raygan.tune.driver import ROWS_DIR
+
+    study = STUDIES.get("backbones")
+    study_dir = _fake_grid_dir(tmp_path, "backbones", narrow_profile(study.profile("cpu"), classes=[1], seeds=[0, 1]),
+                               lambda f: 0.9)
+    assert "ms/image" not in report(study_dir)  # trials recorded before runs timed their scoring: no table
+    ms = {"naive": (2.0, 0.2), "unet": (5.0, 0.8), "unetpp": (9.0, 2.4)}
+    for path in (study_dir / ROWS_DIR).glob("*.json"):
+        record = json.loads(path.read_text())
+        b1, b256 = ms[record["factors"]["backbone"]]
+        seed = record["factors"]["seed"]  # seed 1 twice as slow: the median of two is their mean
+        record["metrics"].update(score_ms_per_image_b1=b1 * (1 + seed), score_ms_per_image_b256=b256 * (1 + seed))
+        path.write_text(json.dumps(record))
+    (study_dir / "results.parquet").unlink(missing_ok=True)
+    table = report(study_dir)
+    assert ("| backbone | ms/image, batch 1 | ms/image, batch 256 | × naive, batch 1 | × naive, batch 256 | trials timed "
+            "| paper ms/image | paper × naive |") in table
+    assert "| naive | 3 | 0.3 | 1.00 | 1.00 | 2 | 2.67 | 1.00 |" in table
+    assert "| unetpp | 13.5 | 3.6 | 4.50 | 12.00 | 2 | 16.73 | 6.27 |" in table

@@ -23,13 +23,14 @@ import pyarrow.parquet as pq
 
 from raygan.core.atomic import atomic_path
 from raygan.core.errors import RayganError, first_line
+from raygan.engine.latency import BATCH_SIZES, metric_name
 from raygan.tune.driver import ROWS_DIR, STUDY_FILE, read_manifest, read_records
 
 RESULTS_FILE = "results.parquet"
 CURVES_FILE = "curves.parquet"
 METRICS = ("auroc", "ap", "auroc_val", "auroc_last", "ap_last", "selected_epoch", "epochs",
            "auroc_best_test_optimistic", "train_seconds", "images_per_s", "params_generator",
-           "params_discriminator", "discriminator_resets")
+           "params_discriminator", "discriminator_resets", *map(metric_name, BATCH_SIZES))
 
 
 @functools.cache

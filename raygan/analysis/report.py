@@ -492,6 +492,12 @@ def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, s
         head_to_head = versus_rows(info, rows, study.versus)
         if head_to_head:
             parts.append(render_versus(head_to_head, study.versus, fmt))
+    if study is not None and study.paper_speed is not None:
+        from raygan.analysis.speed import render_speed
+
+        table = render_speed(rows, study.paper_speed, fmt)
+        if table:
+            parts.append(table)
     if study is not None and study.comparisons:
         table = render_comparisons(study.comparisons, info, rows, fmt)
         if table:

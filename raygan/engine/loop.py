@@ -29,6 +29,7 @@ from raygan.engine.devices import configure_backends
 from raygan.engine.distributed import DistributedContext
 from raygan.core.errors import RayganError
 from raygan.engine.evaluation import choose_threshold, detection_metrics
+from raygan.engine.latency import scoring_ms_per_image
 from raygan.methods import Method, build_method
 from raygan.models import count_parameters
 
@@ -296,7 +297,8 @@ def train(
                 on_epoch_end(record, checkpoint)
         if not is_main:
             return {}
-        result = _result(cfg, method, state, data_info)
+        # test images: the same kind for every run of a study, whatever its split
+        result = {**_result(cfg, method, state, data_info), **scoring_ms_per_image(method, tensors.test_x)}
         if writer is not None:
             writer.final(result)
             _write_metrics(out_dir, result)

@@ -160,6 +160,16 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class PaperSpeed:
+    """The paper's time to score one image by the value of one factor (a generator, say), beside
+    which the report puts the run's own (raygan.engine.latency)."""
+
+    factor: str
+    ms_per_image: Mapping[Any, float]
+    source: str
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     reproduces: str  # e.g. "papers/004 Table 5"
@@ -182,6 +192,7 @@ class Study:
     # The comparisons the table is about, each A against B paired by every other factor
     # (raygan.analysis.comparisons), e.g. Table 5's BN strategies against shared BN at each γ.
     comparisons: tuple[Comparison, ...] = ()
+    paper_speed: PaperSpeed | None = None
 
     def __post_init__(self) -> None:
         if self.versus is not None:
@@ -190,6 +201,8 @@ class Study:
             if factor is None or a not in factor.values or b not in factor.values or a == b:
                 raise ValueError(f"study {self.name}: versus {self.versus} needs two values of one of its factors")
         values = {f.name: f.values for f in self.factors}
+        if self.paper_speed is not None and set(self.paper_speed.ms_per_image) - set(values.get(self.paper_speed.factor, ())):
+            raise ValueError(f"study {self.name}: paper_speed needs values of one of its factors ({', '.join(values)})")
         for comparison in self.comparisons:
             sides = (comparison.a, comparison.b)
             if comparison.a == comparison.b or any(k not in values or v not in values[k] for side in sides
