@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -113,6 +114,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number; got {value!r}")
+        # Checked here, for every float field at once: a range check such as `value < 0` is false
+        # for NaN, so a NaN weight would pass it and surface epochs later as a diverged loss.
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number; got {value!r}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -278,6 +283,9 @@ class LossConfig(ConfigSection):
                 raise ConfigError(f"{prefix}.{name} must be >= 0; got {value}")
         if self.reciprocal_epsilon <= 0:
             raise ConfigError(f"{prefix}.reciprocal_epsilon must be > 0; got {self.reciprocal_epsilon}")
+        if self.discriminator_reset_threshold < 0:
+            raise ConfigError(f"{prefix}.discriminator_reset_threshold must be >= 0 (0: never reset D); "
+                              f"got {self.discriminator_reset_threshold}")
 
 
 @dataclass

@@ -17,12 +17,13 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 from raygan.core.config import RunConfig
 from raygan.data.splits import build_split, load_for_config
-from raygan.core.errors import ConfigError, RayganError
+from raygan.core.errors import ConfigError, RayganError, first_line
 from raygan.methods import METHODS
 
 RAY_DIR = "ray"
@@ -136,6 +137,8 @@ def train_with_ray(
     """
     cfg = METHODS.get(cfg.method).resolve(cfg)
     check_scaling(cfg, workers, gpus_per_worker, cpus_per_worker, sync_bn)
+    if not _ray_initialized():
+        check_reachable(address)  # seconds, where ray.init retries an unreachable address for minutes
     build_split(load_for_config(cfg.data), cfg.data)  # bad data arguments fail here, not in a worker
     out_dir = (out_dir or Path(tempfile.mkdtemp(prefix="raygan-train-"))).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +149,14 @@ def train_with_ray(
 
     if not ray.is_initialized():
         # Workers print nothing useful to stdout; keeping it off the driver keeps the JSON line last.
-        with quiet_ray_start(address is None and not os.environ.get("RAY_ADDRESS")):
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            with quiet_ray_start(address is None and not os.environ.get("RAY_ADDRESS")):
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+            raise RayganError(f"cannot join the Ray cluster at --address {address}: {first_line(exc)}") from None
+        from raygan.core.signals import handle_sigterm_as_interrupt
+
+        handle_sigterm_as_interrupt()  # ray.init replaced it with one that exits mid-training
         from raygan.raytrain.reaper import start_reaper
 
         start_reaper()  # a local Ray's agents would outlive a killed driver (raygan.raytrain.reaper says why)
@@ -187,6 +196,33 @@ def train_with_ray(
         final = json.loads((Path(directory) / RESULT_FILE).read_text())
     final["workers"] = workers
     return final
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds, with the address in the message, where ray.init would retry an unreachable
+    host:port for minutes."""
+    if address in (None, "auto", "local"):
+        return  # ray.init finds (or starts) a cluster itself and fails fast when 'auto' finds none
+    scheme, _, hostport = address.rpartition("://")
+    host, _, port = hostport.rpartition(":")
+    if scheme not in ("", "ray") or not host or not port.isdigit():
+        raise RayganError(
+            f"--address {address}: expected 'auto', host:port (the head's GCS, port 6379 by default) or "
+            f"ray://host:port; a dashboard http:// address is for `ray job submit`, not for --address"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayganError(
+            f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one with "
+            f"`ray start --head`, or pass the head node's address"
+        ) from None
+
+
+def _ray_initialized() -> bool:
+    import ray
+
+    return ray.is_initialized()
 
 
 @contextlib.contextmanager

@@ -361,10 +361,22 @@ def _json_default(value: Any) -> Any:
 RECORD_KEYS = ("study", "study_hash", "trial_key", "status", "factors", "config")
 
 
+def belongs_to_study(record: dict, manifest: dict) -> bool:
+    """Whether a trial record is one of the study that ``manifest`` (study.json) describes: the same
+    study name, and its hash or one the study had before it grew (``earlier_hashes``). A record of
+    another study merged into the table would change its numbers silently."""
+    if record.get("study") != manifest.get("study"):
+        return False
+    return record.get("study_hash") in {manifest.get("study_hash"), *(manifest.get("earlier_hashes") or ())}
+
+
 def load_records(study_dir: Path) -> tuple[list[dict], list[str]]:
-    """The study's readable trial records, and one line per damaged record file naming it."""
+    """The study's readable trial records, and one line per damaged record file naming it (a record
+    of another study than study.json's counts as damaged: it is never merged)."""
     rows = study_dir / ROWS_DIR
     records, damaged = [], []
+    manifest_path = study_dir / STUDY_FILE
+    manifest = read_manifest(manifest_path)[0] if manifest_path.exists() else {}
     for path in sorted(rows.glob("*.json")) if rows.is_dir() else []:
         try:
             record = json.loads(path.read_text())
@@ -374,6 +386,10 @@ def load_records(study_dir: Path) -> tuple[list[dict], list[str]]:
         missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
         if missing:
             damaged.append(f"{path} is damaged (not a trial record: no {', '.join(missing)})")
+        elif manifest and not belongs_to_study(record, manifest):
+            damaged.append(f"{path} is a record of another study ({record['study']}, hash {record['study_hash']}; "
+                           f"{manifest_path.name} says {manifest['study']}, hash {manifest['study_hash']}): "
+                           f"move it out of {rows}")
         else:
             records.append(record)
     return records, damaged
@@ -709,9 +725,11 @@ def read_manifest(path: Path) -> tuple[dict, str | None]:
 def _init_ray(address: str | None) -> None:
     import ray
 
+    from raygan.raytrain.ddp import check_reachable
+
     if ray.is_initialized():
         return
-    _check_reachable(address)
+    check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     local = address in (None, "local") and not os.environ.get("RAY_ADDRESS")
     if local:
@@ -750,27 +768,6 @@ def _init_ray(address: str | None) -> None:
         cpus = ray.cluster_resources().get("CPU", 0)
         dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
         print(f"raygan: local Ray up ({cpus:g} CPUs{dashboard})", file=sys.stderr, flush=True)
-
-
-def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """Fail in seconds, with the address in the message, where ray.init would retry an unreachable
-    host:port for minutes."""
-    if address in (None, "auto", "local"):
-        return  # ray.init finds (or starts) a cluster itself and fails fast when 'auto' finds none
-    scheme, _, hostport = address.rpartition("://")
-    host, _, port = hostport.rpartition(":")
-    if scheme not in ("", "ray") or not host or not port.isdigit():
-        raise RayganError(
-            f"--address {address}: expected 'auto', host:port (the head's GCS, port 6379 by default) or "
-            f"ray://host:port; a dashboard http:// address is for `ray job submit`, not for --address"
-        )
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise RayganError(
-            f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one with "
-            f"`ray start --head`, or pass the head node's address"
-        ) from None
 
 
 def run_plan(plan: Plan, options: RunOptions) -> Path:
