@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from raygan.core.errors import RayganError, first_line
+from raygan.core.paths import free_space
 from raygan.core.signals import sigterm_as_interrupt, terminated
 
 EXIT_USAGE = 2
@@ -59,22 +59,6 @@ def finite_float(text: str) -> float:
 
 # --------------------------------------------------------------------------------------------
 # Expected file system failures and unexpected exceptions
-
-
-def free_space(path: Path) -> str:
-    """Free space of the file system holding ``path`` (or its nearest existing parent), for messages."""
-    path = Path(path)
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    try:
-        free = shutil.disk_usage(path).free
-    except OSError:
-        return "free space unknown"
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if free < 1024 or unit == "TiB":
-            return f"{free:.0f} {unit} free" if unit == "bytes" else f"{free:.1f} {unit} free"
-        free /= 1024
-    return ""
 
 
 def os_error_line(exc: OSError) -> str | None:

@@ -188,6 +188,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not isinstance(values, dict):
             raise RayganError(f"--config {args._config} holds a JSON {type(values).__name__}; it must hold one "
                               f"object of config sections, as a run's config.json does")
+        try:  # the file on its own: a flag must not hide a malformed section by replacing it
+            RunConfig.from_dict(values)
+        except RayganError as exc:
+            raise RayganError(f"--config {args._config}: {exc}") from None
     flags = config_values_from_args(args)
     check_train_flags(args, flags)
     for flag, protocol in (("_normal_class", "normal_class"), ("_anomaly_class", "anomaly_class")):
@@ -206,9 +210,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args._workers:
         import ray  # noqa: F401  (a missing Ray is one line from main, before any data is loaded)
 
-        from raygan.raytrain.ddp import check_reachable
+        from raygan.methods import METHODS
+        from raygan.raytrain.ddp import check_reachable, check_scaling
 
-        check_reachable(args._address)  # before the data and the networks: a wrong address fails in seconds
+        # before the data and the networks: a wrong address fails in seconds, impossible scaling at once
+        check_scaling(METHODS.get(cfg.method).resolve(cfg), args._workers, args._gpus_per_worker,
+                      args._cpus_per_worker, args._sync_bn)
+        check_reachable(args._address)
 
         from raygan.data import load_for_config
         from raygan.methods import build_method

@@ -102,7 +102,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return _coerce(value, option_type, key)
             except ConfigError as exc:
                 errors.append(exc)
-        raise errors[-1]
+        raise errors[0]  # the main type's complaint ("must be a finite number"), not "must be null"
     if hint is type(None):
         if value is None:
             return None
@@ -188,6 +188,8 @@ class DataConfig(ConfigSection):
             raise ConfigError(f"{p}channels must be 1 or 3; got {self.channels}")
         if self.class_index < 0:
             raise ConfigError(f"{p}class_index must be >= 0; got {self.class_index}")
+        if self.seed < 0:
+            raise ConfigError(f"{p}seed must be >= 0; got {self.seed}")
         if self.anomaly_source != "all" and not self.anomaly_source.isdigit():
             raise ConfigError(
                 f"{p}anomaly_source must be 'all' or a class index; got {self.anomaly_source!r}"
@@ -324,6 +326,8 @@ class TrainConfig(ConfigSection):
                 raise ConfigError(f"{prefix}.{name} must be >= 1; got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr must be > 0; got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"{prefix}.threads must be >= 1 (or null: torch's own choice); got {self.threads}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{prefix}.{name} must be in [0, 1); got {getattr(self, name)}")

@@ -5,6 +5,7 @@ a folder where a file is wanted, a read-only or missing place are one line namin
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -57,3 +58,19 @@ def check_output_file(path: Path | str, flag: str) -> Path:
         raise RayganError(f"{flag} {original}: {parent} is a file, not a directory")
     _probe(parent, flag, original)
     return path
+
+
+def free_space(path: Path) -> str:
+    """Free space of the file system holding ``path`` (or its nearest existing parent), for messages."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "free space unknown"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if free < 1024 or unit == "TiB":
+            return f"{free:.0f} {unit} free" if unit == "bytes" else f"{free:.1f} {unit} free"
+        free /= 1024
+    return ""

@@ -29,6 +29,7 @@ with its message, and is not retried. Each attempt is logged in ``trials/<key>/a
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -86,6 +87,8 @@ class RunOptions:
             raise ConfigError(f"--workers-per-trial must be >= 0; got {self.workers_per_trial}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent must be >= 1; got {self.max_concurrent}")
+        if self.max_failures < 0:
+            raise ConfigError(f"--max-failures must be >= 0; got {self.max_failures}")
         if self.cpus_per_worker <= 0:
             raise ConfigError(f"--cpus-per-worker must be > 0; got {self.cpus_per_worker}")
         if self.keep_checkpoints not in KEEP_CHECKPOINTS:
@@ -331,9 +334,46 @@ def trial_record(study_dir: Path, plan_info: dict, key: str, trial_id: str, stat
 
 
 def interrupted(record: dict, setup: dict) -> bool:
-    """A grid trial that ended short: no scheduler stops grid trials, so its driver was interrupted
-    (Ctrl-C makes Tune end running trials gracefully). It is not recorded; --resume continues it."""
-    return record["status"] == "stopped" and setup["kind"] == "grid"
+    """A trial that ended short because its driver was interrupted (Ctrl-C, SIGTERM, a full disk:
+    Tune ends running trials gracefully). A grid trial that ended short always was (no scheduler
+    stops grid trials); a search trial, when the driver saw the interrupt. It is not recorded;
+    --resume continues it."""
+    return record["status"] == "stopped" and (setup["kind"] == "grid" or bool(_DRIVER.get("interrupted")))
+
+
+def _watch_interrupts() -> None:
+    """Note the interrupt in _DRIVER before Tune's own Ctrl-C handler ends the running trials, so
+    that a search trial ended by it is not recorded as stopped (as if ASHA had stopped it)."""
+    import signal
+
+    _DRIVER["interrupted"] = False
+    try:
+        tune_handler = signal.getsignal(signal.SIGINT)
+    except ValueError:
+        return
+    if not callable(tune_handler) or getattr(tune_handler, "raygan_watch", False):
+        return
+
+    def watch(signum, frame):
+        _DRIVER["interrupted"] = True
+        tune_handler(signum, frame)
+
+    watch.raygan_watch = True  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, watch)
+
+
+def _stop_study(path: str) -> None:
+    """A full disk: stop the study as an interrupt does (Tune ends the running trials gracefully,
+    none is recorded as stopped or failed); run_plan then says where and how to continue."""
+    import signal
+
+    if _DRIVER.get("disk_full"):
+        return
+    _DRIVER["disk_full"] = path
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, None)
 
 
 def _error_message(run_dir: Path, trial) -> str | None:
@@ -367,7 +407,7 @@ def belongs_to_study(record: dict, manifest: dict) -> bool:
     another study merged into the table would change its numbers silently."""
     if record.get("study") != manifest.get("study"):
         return False
-    return record.get("study_hash") in {manifest.get("study_hash"), *(manifest.get("earlier_hashes") or ())}
+    return record.get("study_hash") in study_hashes(manifest)
 
 
 def load_records(study_dir: Path) -> tuple[list[dict], list[str]]:
@@ -484,6 +524,11 @@ class _RecorderState:
         if existing is not None and existing["status"] == "finished":
             return  # a restored driver saw it end again; the first record stands
         factors, config = _factors_of(trial, setup)
+        if status == "failed" and _is_disk_full(trial.get_error()):
+            # not the trial's fault: it is not recorded as failed, and --resume runs it again
+            self.status.print(f"{key} could not write its files: no space left on the device; not recorded")
+            _stop_study(_disk_full_path(trial.get_error()))
+            return
         error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
         record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
                               trial.last_result)
@@ -491,7 +536,16 @@ class _RecorderState:
             done = record["metrics"].get("epochs", (trial.last_result or {}).get("epochs_done", 0))
             self.status.print(f"{key} interrupted after {done} epoch(s): not recorded; --resume continues it")
             return
-        write_record(study_dir, record)
+        try:
+            write_record(study_dir, record)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            # the atomic write left no half record; the trial is recorded again on --resume
+            self.status.print(f"{key} {record['status']}: its record could not be written (no space left on the "
+                              f"device); --resume records it")
+            _stop_study(exc.filename or str(study_dir / ROWS_DIR))
+            return
         if record["status"] == "finished":
             prune_checkpoints(study_dir / TRIALS_DIR / key, _DRIVER["keep_checkpoints"])
         if existing is None and key in self.ended:  # counted already: its record file was damaged
@@ -539,6 +593,7 @@ def _recorder(study_dir: Path, plan_info: dict, setup: dict):
             return {}  # pickled into tuner.pkl at the start; the state is rebuilt by setup()
 
         def setup(self, **info):
+            _watch_interrupts()
             self.state = _RecorderState(study_dir, plan_info, setup)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -761,6 +816,9 @@ def _init_ray(address: str | None) -> None:
             f"lower; do not run the study under `nice`, whose priority Ray's own processes inherit: set "
             f"RAY_worker_niceness for the trials instead; or join a running Ray with --address)"
         ) from None
+    from raygan.core.signals import handle_sigterm_as_interrupt
+
+    handle_sigterm_as_interrupt()  # ray.init installed one that exits mid-fit and aborts (exit 134)
     if local:
         from raygan.raytrain.reaper import start_reaper
 
@@ -772,8 +830,25 @@ def _init_ray(address: str | None) -> None:
 
 def run_plan(plan: Plan, options: RunOptions) -> Path:
     """Run (or resume) every trial of the plan; return the study directory. Trial records are in
-    ``rows/`` when this returns; the results layer turns them into Parquet."""
+    ``rows/`` when this returns; the results layer turns them into Parquet. A full disk stops the
+    study with one RayganError naming the path, its free space and --resume."""
+    _DRIVER.update(disk_full=None, interrupted=False)
+    try:
+        return _run_plan(plan, options)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise disk_full_error(Path(exc.filename or options.storage)) from None
+
+
+def _run_plan(plan: Plan, options: RunOptions) -> Path:
     options.check()
+    from raygan.core.paths import check_output_dir
+
+    # before Ray starts or anything is written: a file or a read-only place is one line, not a
+    # failure after a local Ray came up
+    check_output_dir(options.storage, "--storage", "a directory of studies")
+    check_output_dir(study_dir_for(options.storage, plan.study), "--storage", "a directory of studies")
     study_dir = check_study_dir(plan, options)
     check_resumed_concurrency(plan, options, study_dir)
     plan = reconcile(plan, options)
@@ -838,7 +913,15 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
                 samples = _continue_search_without_tune_state(plan, study_dir, optuna)
             tuner = None if plan.study.is_search and not samples else tune.Tuner(
                 trainable, **_tuner_arguments(replace(plan, samples=samples), options, optuna), run_config=run_config)
-        grid = tuner.fit() if tuner is not None else None
+        try:
+            grid = tuner.fit() if tuner is not None else None
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            _DRIVER["disk_full"] = exc.filename or str(study_dir)  # Tune's own state could not be written
+            grid = None
+    if _DRIVER.get("disk_full"):
+        raise disk_full_error(Path(_DRIVER["disk_full"]))
     if grid is not None:
         _sweep(study_dir, plan_info, setup, grid, options.keep_checkpoints)
     log_driver(study_dir, "end")
@@ -852,6 +935,30 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     elif (ended := len(study_records(study_dir, plan.study_hash))) < plan.samples:
         raise StudyInterrupted(f"{plan.samples - ended} of {plan.samples} samples not ended")
     return study_dir
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(path: Path) -> RayganError:
+    from raygan.core.paths import free_space
+
+    return RayganError(f"{path}: no space left on the device ({free_space(path)}): the study stopped; the "
+                       f"records written so far are intact. Free some space, then run the same command plus "
+                       f"--resume")
+
+
+def _is_disk_full(error) -> bool:
+    """Whether a trial's error (an exception, or Tune's wrapper of one in another process) is a full disk."""
+    return (isinstance(error, OSError) and error.errno in DISK_FULL) or "No space left on device" in str(error) \
+        or "Disk quota exceeded" in str(error)
+
+
+def _disk_full_path(error) -> str:
+    import re
+
+    match = re.search(r"No space left on device: '([^']+)'", str(error))
+    return match.group(1) if match else str(_DRIVER.get("study_dir") or ".")
 
 
 def _continue_search_without_tune_state(plan: Plan, study_dir: Path, optuna: tuple) -> int:
@@ -930,20 +1037,27 @@ class _MissingTrialResults:
     from rows/, never from those files, so the warning only alarms."""
 
     def filter(self, record) -> bool:
-        return not record.getMessage().startswith("Failed to fetch metrics for")
+        return not record.getMessage().startswith(TUNE_NOISE)
+
+
+# Tune's lines when interrupted: its own advice (Tuner.restore, press Ctrl-C again) contradicts
+# raygan's one line ("continue with the same command plus --resume").
+TUNE_NOISE = ("Failed to fetch metrics for", "Stop signal received", "Experiment has been interrupted")
 
 
 @contextlib.contextmanager
 def _quiet_missing_trial_results():
     import logging
 
-    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    loggers = [logging.getLogger(name) for name in ("ray.tune.analysis.experiment_analysis", "ray.tune.tune")]
     only = _MissingTrialResults()
-    logger.addFilter(only)
+    for logger in loggers:
+        logger.addFilter(only)
     try:
         yield
     finally:
-        logger.removeFilter(only)
+        for logger in loggers:
+            logger.removeFilter(only)
 
 
 def _optuna_storage(plan: Plan, options: RunOptions, study_dir: Path) -> tuple:
