@@ -462,3 +462,27 @@ def test_every_float_config_field_refuses_nan_and_infinity_by_name():
             node[path[-1]] = bad
             with pytest.raises(ConfigError, match=rf"{'.'.join(path)} must be a finite number"):
                 RunConfig.from_dict(values)
+
+
+def test_sigterm_stops_raygan_train_as_ctrl_c_does_keeping_the_checkpoint(tmp_path):
+    """A real process (signals go to processes): exit 143, one line, the last checkpoint loads."""
+    import signal
+    import sys
+    import time
+
+    from raygan.engine.checkpoints import load_checkpoint
+
+    out = tmp_path / "run"
+    train = subprocess.Popen([sys.executable, "-m", "raygan", "train", *CHEAP[:-3], "50", "--batch-size", "32",
+                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last.pt").exists():
+        assert train.poll() is None, train.communicate()[1][-3000:]
+        assert time.time() < deadline, "no checkpoint in time"
+        time.sleep(0.2)
+    train.send_signal(signal.SIGTERM)
+    _, err = train.communicate(timeout=120)
+    assert train.returncode == 143, err[-3000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"raygan: interrupted; {out} keeps the last checkpoint: the same command continues from it"), err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] >= 0

@@ -147,6 +147,8 @@ def run_trial(tune_config: dict, setup: dict) -> None:
     import ray
     from ray import tune
 
+    _quiet_disk_full_in_threads()
+
     context = tune.get_context()
     if setup["kind"] == "grid":
         spec = setup["trials"][tune_config["trial"]]
@@ -226,6 +228,24 @@ def run_trial(tune_config: dict, setup: dict) -> None:
             # error); the recorder reads error.txt and records the trial as failed.
             return
         raise
+
+
+def _quiet_disk_full_in_threads() -> None:
+    """TensorBoard's writer thread prints a traceback when the disk is full; the trial's own write
+    fails too and ends it, and the driver says so in one line."""
+    import threading
+
+    default = threading.excepthook
+    if getattr(default, "raygan_quiet", False):
+        return
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL:
+            return
+        default(args)
+
+    hook.raygan_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _is_deterministic(exc: Exception) -> bool:
@@ -524,10 +544,10 @@ class _RecorderState:
         if existing is not None and existing["status"] == "finished":
             return  # a restored driver saw it end again; the first record stands
         factors, config = _factors_of(trial, setup)
-        if status == "failed" and _is_disk_full(trial.get_error()):
+        if status == "failed" and (full := _failed_for_disk(study_dir, key, trial)):
             # not the trial's fault: it is not recorded as failed, and --resume runs it again
             self.status.print(f"{key} could not write its files: no space left on the device; not recorded")
-            _stop_study(_disk_full_path(trial.get_error()))
+            _stop_study(full)
             return
         error = _error_message(study_dir / TRIALS_DIR / key, trial) if status == "failed" else None
         record = trial_record(study_dir, plan_info, key, trial.trial_id, status, error, factors, config,
@@ -763,7 +783,32 @@ def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
         write_text(manifest_path, json.dumps(plan.manifest(options), indent=1) + "\n")
         if damaged:
             print(f"raygan: {manifest_path} was damaged; written again from this command's study", file=sys.stderr)
+    if options.resume and (why := tune_state_damage(study_dir / TUNE_DIR)):
+        aside = study_dir / f"{TUNE_DIR}-damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        (study_dir / TUNE_DIR).rename(aside)
+        print(f"raygan: Tune's experiment state is damaged ({why}; a full disk cuts it short); set aside as "
+              f"{aside.name}: the study continues from its records and checkpoints", file=sys.stderr, flush=True)
     return study_dir
+
+
+def tune_state_damage(tune_dir: Path) -> str | None:
+    """What is wrong with a Tune experiment's saved state (Tune writes it in place, so a full disk
+    or a kill can cut it short and Tuner.restore then fails half-way), or None."""
+    if not tune_dir.is_dir():
+        return None
+    pickled = tune_dir / "tuner.pkl"
+    if pickled.exists() and pickled.stat().st_size == 0:
+        return f"{pickled.name} is empty"
+    for error in tune_dir.glob("*/error.pkl"):  # a trial's error Tune could not write: it cannot read it back
+        if error.stat().st_size == 0:
+            return f"{error.parent.name}/{error.name} is empty"
+    states = sorted(tune_dir.glob("experiment_state-*.json"))  # the newest is what a restore reads
+    if states:
+        try:
+            json.loads(states[-1].read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return f"{states[-1].name}: {_reason(exc)}"
+    return None
 
 
 def read_manifest(path: Path) -> tuple[dict, str | None]:
@@ -915,10 +960,12 @@ def _run_plan(plan: Plan, options: RunOptions) -> Path:
                 trainable, **_tuner_arguments(replace(plan, samples=samples), options, optuna), run_config=run_config)
         try:
             grid = tuner.fit() if tuner is not None else None
-        except OSError as exc:
-            if exc.errno not in DISK_FULL:
+        except Exception as exc:
+            # Tune's own state could not be written, or, after a full disk stopped the study, could
+            # not be read back (an empty error file)
+            if not (_DRIVER.get("disk_full") or (isinstance(exc, OSError) and exc.errno in DISK_FULL)):
                 raise
-            _DRIVER["disk_full"] = exc.filename or str(study_dir)  # Tune's own state could not be written
+            _DRIVER["disk_full"] = _DRIVER.get("disk_full") or getattr(exc, "filename", None) or str(study_dir)
             grid = None
     if _DRIVER.get("disk_full"):
         raise disk_full_error(Path(_DRIVER["disk_full"]))
@@ -948,17 +995,31 @@ def disk_full_error(path: Path) -> RayganError:
                        f"--resume")
 
 
-def _is_disk_full(error) -> bool:
-    """Whether a trial's error (an exception, or Tune's wrapper of one in another process) is a full disk."""
-    return (isinstance(error, OSError) and error.errno in DISK_FULL) or "No space left on device" in str(error) \
-        or "Disk quota exceeded" in str(error)
+# A trial that died without a message while its study's disk has less than this free died of it:
+# its error could not be written either.
+NEARLY_FULL_BYTES = 64 * 2**20
 
 
-def _disk_full_path(error) -> str:
+def _failed_for_disk(study_dir: Path, key: str, trial) -> str | None:
+    """The path that was full if a failed trial failed for a full disk (its error says so, or it
+    left no message on a disk that is nearly full), else None."""
     import re
+    import shutil
 
-    match = re.search(r"No space left on device: '([^']+)'", str(error))
-    return match.group(1) if match else str(_DRIVER.get("study_dir") or ".")
+    try:
+        error = str(_error_message(study_dir / TRIALS_DIR / key, trial) or "")
+    except Exception:  # noqa: BLE001  (Tune's error file may be empty: it could not be written)
+        error = ""
+    if "No space left on device" in error or "Disk quota exceeded" in error:
+        match = re.search(r"No space left on device: '([^']+)'", error)
+        return match.group(1) if match else str(study_dir)
+    if error and (study_dir / TRIALS_DIR / key / ERROR_FILE).exists():
+        return None  # the trial's own message: a failure of its own
+    try:
+        nearly_full = shutil.disk_usage(study_dir).free < NEARLY_FULL_BYTES
+    except OSError:
+        return None
+    return str(study_dir) if nearly_full else None
 
 
 def _continue_search_without_tune_state(plan: Plan, study_dir: Path, optuna: tuple) -> int:
@@ -1037,7 +1098,18 @@ class _MissingTrialResults:
     from rows/, never from those files, so the warning only alarms."""
 
     def filter(self, record) -> bool:
-        return not record.getMessage().startswith(TUNE_NOISE)
+        message = record.getMessage()
+        if message.startswith(TUNE_NOISE):
+            return False
+        # Tune's tracebacks of a full disk (saving its state, a trial's failed writes): the driver
+        # says it once, with the path and the resume command
+        text = message + (str(record.exc_info[1]) if record.exc_info else "") + (record.exc_text or "")
+        if "No space left on device" in text:
+            return False
+        return not (_DRIVER.get("disk_full") and message.startswith(TUNE_DISK_NOISE))
+
+
+TUNE_DISK_NOISE = ("Saving experiment state to storage", "Trial task failed for trial", "Trials did not complete")
 
 
 # Tune's lines when interrupted: its own advice (Tuner.restore, press Ctrl-C again) contradicts
@@ -1050,14 +1122,18 @@ def _quiet_missing_trial_results():
     import logging
 
     loggers = [logging.getLogger(name) for name in ("ray.tune.analysis.experiment_analysis", "ray.tune.tune")]
+    # A logger's filter does not see what its children log; the handlers that print it do. With
+    # ray.init(configure_logging=False) Ray's loggers have none: Python's last resort prints.
+    handlers = [h for name in ("ray", "ray.tune", "") for h in logging.getLogger(name).handlers]
+    handlers += [logging.lastResort] if logging.lastResort is not None else []
     only = _MissingTrialResults()
-    for logger in loggers:
-        logger.addFilter(only)
+    for target in (*loggers, *handlers):
+        target.addFilter(only)
     try:
         yield
     finally:
-        for logger in loggers:
-            logger.removeFilter(only)
+        for target in (*loggers, *handlers):
+            target.removeFilter(only)
 
 
 def _optuna_storage(plan: Plan, options: RunOptions, study_dir: Path) -> tuple:
