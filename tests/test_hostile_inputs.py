@@ -56,6 +56,8 @@ def ctx(tmp_path_factory) -> dict[str, Path]:
     torch.save({"weights": torch.zeros(2)}, d / "other.pt")  # a checkpoint, but not raygan's
     (d / "a_dir.pt2").mkdir()
     (d / "file").write_text("a regular file\n")
+    (d / "users" / "bn_ablation").mkdir(parents=True)  # a folder of the user's own
+    (d / "users" / "bn_ablation" / "config.txt").write_text("mine")
     (d / "array.json").write_text("[1, 2]")
     (d / "string.json").write_text('"train"')
     (d / "broken.json").write_text('{"train": ')
@@ -70,8 +72,9 @@ def ctx(tmp_path_factory) -> dict[str, Path]:
     (d / "garbage.png").write_bytes(b"\x89PNG garbage")
     (d / "profile.json").write_text('{"device": "x"}')
     shutil.copytree(EXPORT, d / "export")
-    return {"dir": d, "checkpoint": run / "checkpoints" / "selected.pt", **{p.stem: p for p in d.iterdir()
-                                                                    if p.name not in ("run", "export")}, "export": d / "export"}
+    named = {p.stem: p for p in d.iterdir() if p.name not in ("run", "export", "users")}
+    return {**named, "dir": d, "checkpoint": run / "checkpoints" / "selected.pt", "export": d / "export",
+            "foreign": d / "users" / "bn_ablation"}
 
 
 def _train(*args):
@@ -124,6 +127,7 @@ RAYGAN_CASES = [
     ("train config section a list", lambda c, t: _train("--config", str(c["section_list"])), "--config"),
     ("train out is a file", lambda c, t: _train("--out", str(c["file"])), "is a file"),
     ("train out under a file", lambda c, t: _train("--out", str(c["file"] / "run")), "not a directory"),
+    ("train out a folder of other files", lambda c, t: _train("--out", str(c["foreign"])), "not a raygan run"),
     ("train epochs 0", lambda c, t: _train("--epochs", "0"), "train.epochs"),
     ("train batch size negative", lambda c, t: _train("--batch-size=-1"), "train.batch_size"),
     ("train threads 0", lambda c, t: _train("--threads", "0"), "train.threads"),
@@ -163,6 +167,7 @@ RAYGAN_CASES = [
     ("score out in missing dir", lambda c, t: _score(c, str(c["ok"]), "--out", str(t / "none" / "s.csv")),
      "does not exist"),
     ("score out is a dir", lambda c, t: _score(c, str(c["ok"]), "--out", str(t)), "is a directory"),
+    ("score out is an input", lambda c, t: _score(c, str(c["ok"]), "--out", str(c["ok"])), "is one of the inputs"),
     ("score maps is a file", lambda c, t: _score(c, str(c["ok"]), "--save-maps", str(c["file"])), "is a file"),
     ("score maps under a file", lambda c, t: _score(c, str(c["ok"]), "--save-maps", str(c["file"] / "m")),
      "not a directory"),
@@ -227,6 +232,8 @@ def _study_cases():
         ("storage is a file", lambda c, t: ["--storage", str(c["file"])], "is a file"),
         ("storage under a file", lambda c, t: ["--storage", str(c["file"] / "s")], "not a directory"),
         ("resume nothing", lambda c, t: ["--resume", "--storage", str(t)], "nothing to resume"),
+        ("storage holds a foreign folder of the study's name", lambda c, t: ["--storage", str(c["foreign"].parent)],
+         "not a raygan study"),
         ("unreachable address", lambda c, t: ["--address", "127.0.0.1:1", "--storage", str(t)], "cannot reach"),
         ("address not host:port", lambda c, t: ["--address", "nowhere", "--storage", str(t)], "--address nowhere"),
         ("device profile missing", lambda c, t: ["--dry-run", "--device-profile", str(t / "none.json")], "none.json"),

@@ -199,6 +199,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
     cfg = RunConfig.from_dict(merge(values, flags))
     out = check_output_dir(args._out, "--out", "a run directory") if args._out else None
+    if out is not None:
+        check_not_foreign(out, "--out", RUN_MARKS, "a raygan run (an existing run's folder continues that run)")
 
     def announce(method) -> None:
         # On stderr, so the result's JSON line stays the last of stdout. The paper defaults can be
@@ -242,6 +244,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a run directory holds (raygan.engine.loop): --out may name one, to continue it.
+RUN_MARKS = ("config.json", "metrics.json", "checkpoints")
+
+
+def check_not_foreign(path: Path, flag: str, marks: tuple[str, ...], what: str) -> None:
+    """Refuse a non-empty folder that nothing of raygan's wrote: writing there would mix or replace
+    someone else's files."""
+    names = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    names = [n for n in names if n != "raygan-error.log"]
+    if names and not set(marks) & set(names):
+        listed = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise RayganError(f"{flag} {path} holds files that are not {what}: {listed}; give a new or empty folder")
+
+
 def check_train_flags(args: argparse.Namespace, flags: dict) -> None:
     """Refuse flags that contradict each other, instead of letting the last one win silently."""
     data = flags.get("data", {})
@@ -276,6 +292,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     # where the results go is checked before the (slow) scoring, so nothing is computed for nothing
     if args.out:
         check_output_file(args.out, "--out")
+        if any(Path(args.out).resolve() == Path(p).resolve() for p in args.inputs + [args.checkpoint]):
+            raise RayganError(f"--out {args.out} is one of the inputs; the CSV would replace it: name another file")
     if args.save_maps:
         check_output_dir(args.save_maps, "--save-maps")
     detector = Detector.from_checkpoint(Path(args.checkpoint))

@@ -669,6 +669,11 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
             )
     elif options.resume:
         raise RayganError(f"--resume: nothing to resume at {study_dir}; run without --resume to start the study")
+    elif study_dir.is_dir() and (foreign := sorted(p.name for p in study_dir.iterdir() if p.name != "raygan-error.log")):
+        # a folder of the user's own that happens to carry the study's name: never written into
+        raise RayganError(f"{study_dir} holds files that are not a raygan study (no {STUDY_FILE}: "
+                          f"{', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}); pass --storage DIR "
+                          f"for another place")
     return study_dir
 
 
