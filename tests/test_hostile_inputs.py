@@ -493,3 +493,15 @@ def test_sigterm_stops_raygan_train_as_ctrl_c_does_keeping_the_checkpoint(tmp_pa
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
         f"raygan: interrupted; {out} keeps the last checkpoint: the same command continues from it"), err
     assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] >= 0
+
+
+def test_a_closed_pipe_is_not_an_error(monkeypatch):
+    """`raygan report DIR | head`: the reader leaves early; no line, no log, the SIGPIPE status."""
+    import raygan.cli.main as cli
+
+    def reader_gone(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_cmd_models", reader_gone)
+    result = raygan("models")
+    assert result.returncode == 141 and result.stderr == "", result.stderr

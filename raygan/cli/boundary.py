@@ -14,6 +14,7 @@ Argument parsing errors are one line too (`OneLineParser`), exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import signal
@@ -32,6 +33,7 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: neither success (0) nor Python's own uncaught error (1)
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # what a shell reports for a process ended by that signal
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # as if killed by SIGPIPE, what a shell expects of `cmd | head`
 CRASH_LOG = "raygan-error.log"
 
 
@@ -65,7 +67,9 @@ def os_error_line(exc: OSError) -> str | None:
     """One line for a file system refusal the user can act on, or None for other OSErrors."""
     where = exc.filename or ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"{where or 'a file'}: no space left on the device ({free_space(Path(where or '.'))}); free some space"
+        if not where:
+            return "no space left on a device raygan was writing to; free some space"
+        return f"{where}: no space left on the device ({free_space(Path(where))}); free some space"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{where or 'a file'}: {exc.strerror} (check that it is writable, or choose another place)"
     if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG) and where:
@@ -108,6 +112,11 @@ def guarded(run: Callable[[], int], prefix: str, interrupted: Callable[[], str],
         except KeyboardInterrupt:
             print(interrupted(), file=sys.stderr)
             return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # the reader went away (`raygan report DIR | head`): not an error, and nothing more to say
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # the interpreter's own flush at exit must not fail
+            return EXIT_BROKEN_PIPE
         except OSError as exc:
             line = os_error_line(exc)
             if line is None:
