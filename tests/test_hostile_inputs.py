@@ -254,18 +254,23 @@ def _one_line(result, phrase: str) -> None:
     assert "weights_only" not in lines[0]
 
 
-def _no_ray_started() -> None:
+def _ray_up() -> bool:
     import sys
 
-    if "ray" in sys.modules:
-        assert not sys.modules["ray"].is_initialized(), "a refused command started Ray"
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def _no_ray_started(before: bool) -> None:
+    # (the suite's session Ray may be up already: then nothing can be told from this)
+    assert _ray_up() == before, "a refused command started Ray"
 
 
 @pytest.mark.parametrize("name,argv,phrase", RAYGAN_CASES, ids=[c[0] for c in RAYGAN_CASES])
 def test_every_raygan_subcommand_refuses_hostile_input_in_one_line(ctx, tmp_path, name, argv, phrase):
+    before = _ray_up()
     result = raygan(*map(str, argv(ctx, tmp_path)))
     _one_line(result, phrase)
-    _no_ray_started()
+    _no_ray_started(before)
     assert not Path("/tmp/raygan-hostile-pickle-ran").exists()
 
 
@@ -273,9 +278,10 @@ def test_every_raygan_subcommand_refuses_hostile_input_in_one_line(ctx, tmp_path
 def test_the_study_scripts_refuse_hostile_input_in_one_line(ctx, tmp_path, name, argv, phrase):
     from raygan.study import load_studies
 
+    before = _ray_up()
     result = study_script(load_studies().get("bn_ablation"), *map(str, argv(ctx, tmp_path)))
     _one_line(result, phrase)
-    _no_ray_started()
+    _no_ray_started(before)
 
 
 def test_the_walk_covers_every_subcommand():
@@ -433,9 +439,10 @@ def test_a_read_only_storage_or_out_is_refused_before_anything_starts(tmp_path):
     try:
         from raygan.study import load_studies
 
+        before = _ray_up()
         result = study_script(load_studies().get("bn_ablation"), "--storage", str(mount))
         _one_line(result, "cannot write in")
-        _no_ray_started()
+        _no_ray_started(before)
         _one_line(raygan(*_train("--out", str(mount / "run"))), "cannot write in")
         _one_line(raygan("study", "export", str(EXPORT), "--out", str(mount / "x")), "cannot write in")
     finally:

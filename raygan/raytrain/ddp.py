@@ -137,8 +137,7 @@ def train_with_ray(
     """
     cfg = METHODS.get(cfg.method).resolve(cfg)
     check_scaling(cfg, workers, gpus_per_worker, cpus_per_worker, sync_bn)
-    if not _ray_initialized():
-        check_reachable(address)  # seconds, where ray.init retries an unreachable address for minutes
+    check_reachable(address)  # seconds, where ray.init retries an unreachable address for minutes
     build_split(load_for_config(cfg.data), cfg.data)  # bad data arguments fail here, not in a worker
     out_dir = (out_dir or Path(tempfile.mkdtemp(prefix="raygan-train-"))).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,12 +216,6 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
             f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one with "
             f"`ray start --head`, or pass the head node's address"
         ) from None
-
-
-def _ray_initialized() -> bool:
-    import ray
-
-    return ray.is_initialized()
 
 
 @contextlib.contextmanager

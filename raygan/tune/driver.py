@@ -832,9 +832,9 @@ def _init_ray(address: str | None) -> None:
 
     from raygan.raytrain.ddp import check_reachable
 
+    check_reachable(address)  # also when this process joined a Ray already: a wrong address is still wrong
     if ray.is_initialized():
         return
-    check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     local = address in (None, "local") and not os.environ.get("RAY_ADDRESS")
     if local:
