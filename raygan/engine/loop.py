@@ -24,6 +24,7 @@ from raygan.core.atomic import write_text
 from raygan.engine.checkpoints import LAST, SELECTED, load_checkpoint, save_checkpoint
 from raygan.core.config import RunConfig
 from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
+from raygan.data.prepared import prepared_data
 from raygan.data.splits import SplitTensors
 from raygan.engine.devices import configure_backends
 from raygan.engine.distributed import DistributedContext
@@ -63,9 +64,14 @@ def prepare_torch(cfg: RunConfig, device: torch.device = torch.device("cpu")) ->
 
 
 def load_split_tensors(cfg: RunConfig) -> tuple[SplitTensors, dict]:
-    dataset = load_for_config(cfg.data)
-    split = build_split(dataset, cfg.data)
-    tensors = split_tensors(dataset, split, cfg.data.image_size)
+    """The run's data, from this process's prepared data where it keeps some (a Tune trial)."""
+    prepared = prepared_data()
+    if prepared is not None:
+        dataset, split, tensors = prepared.split(cfg.data)
+    else:
+        dataset = load_for_config(cfg.data)
+        split = build_split(dataset, cfg.data)
+        tensors = split_tensors(dataset, split, cfg.data.image_size)
     info = {"counts": split.counts(), "location": dataset.location, "class_names": dataset.class_names}
     return tensors, info
 

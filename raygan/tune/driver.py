@@ -76,6 +76,9 @@ class RunOptions:
     grace_epochs: int = 1  # ASHA: epochs before a search trial may be stopped
     optuna_storage: str | None = None  # searches: an Optuna storage URL; None: <study dir>/optuna.db
     keep_checkpoints: str = "selected"  # of a finished trial: selected | all | none (KEEP_CHECKPOINTS)
+    # An in-process trial keeps the data sets it prepared (decoded, resized) for the next run in
+    # its process: raygan.data.prepared. Off: every run prepares its own.
+    keep_data: bool = True
 
     def check(self) -> None:
         if self.cpus_per_trial <= 0:
@@ -200,6 +203,10 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         from raygan.engine.loop import train
 
         torch.set_num_threads(max(1, int(setup["cpus_per_trial"])))
+        if setup.get("keep_data", True):
+            from raygan.data.prepared import keep_prepared_data
+
+            keep_prepared_data()
         from raygan.engine.devices import resolve_device
 
         # Ray set CUDA_VISIBLE_DEVICES to this trial's share: "cuda" is that GPU, and a GPU request
@@ -812,6 +819,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         "cpus_per_trial": options.cpus_per_trial,
         "gpus_per_trial": options.gpus_per_trial,
         "cpus_per_worker": options.cpus_per_worker,
+        "keep_data": options.keep_data,
     }
     if options.workers_per_trial:
         # The trial only drives its trainer; its workers hold the CPUs (RAY_NOTES: default
