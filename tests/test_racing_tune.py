@@ -7,6 +7,7 @@ restored scheduler fills its race from the study's records."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -128,3 +129,44 @@ def test_a_restored_scheduler_races_new_trials_against_the_recorded_incumbent(tm
     assert restored.rejected["new"].shared == (0, 1, 2)
     empty = pickle.loads(pickle.dumps(RacingScheduler(RULE, records=None)))  # without the records
     assert [decide(empty, "new", i, v) for i, v in enumerate(worse)] == [TrialScheduler.CONTINUE] * 3
+
+
+def test_a_search_over_instances_keeps_every_instance_value_in_its_records_and_optuna_study(ray_cluster, tmp_path):
+    """A real search on digits: each trial trains its configuration on 3 instances (3 classes) in
+    the search's order, one report per instance; the record holds every instance's
+    validation and test AUROC, the objective is their mean, and Optuna holds one intermediate value
+    per completed instance at step = instance index."""
+    from raygan.study import Profile, Study, search_instances, study_hash
+    from raygan.study.spaces import SEARCH_SPACES
+    from raygan.tune.driver import INSTANCES_FILE, TRIALS_DIR, Plan, RunOptions, run_plan, study_records
+    from raygan.tune.optuna_storage import default_url, optuna_study_name
+
+    study = Study(name="instances", reproduces="test", caption="", base={"method": "autoencoder"},
+                  search_space=SEARCH_SPACES.get("autoencoder"),
+                  profiles={"smoke": Profile(datasets=("digits",), classes={"digits": (1, 3, 5)}, seeds=(0,), epochs=1,
+                                             samples=2, overrides={"train": {"batch_size": 64, "threads": 1}})})
+    instances = search_instances(study, study.profile("smoke"))
+    plan = Plan(study, "smoke", study_hash(study, "smoke", list(instances), 2), base=instances[0], samples=2, epochs=1,
+                instances=instances)
+    study_dir = run_plan(plan, RunOptions(storage=tmp_path, address=ray_cluster, max_concurrent=1))
+    records = study_records(study_dir, plan.study_hash)
+    assert len(records) == 2
+    ot = optuna.load_study(study_name=optuna_study_name("instances", plan.study_hash),
+                           storage=optuna.storages.RDBStorage(default_url(study_dir)))
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in ot.trials}
+    for record in records:
+        done = record["instances"]
+        assert [d["key"] for d in done] == [i.key for i in instances[:len(done)]]
+        assert [d["instance"] for d in done] == list(range(len(done))) and len(done) >= 1
+        assert all(0.0 <= d["auroc_val"] <= 1.0 and 0.0 <= d["auroc"] <= 1.0 and d["epochs"] == 1 for d in done)
+        assert record["status"] == ("finished" if len(done) == 3 else "stopped")
+        mean = sum(d["auroc_val"] for d in done) / len(done)
+        assert record["metrics"]["auroc_val"] == pytest.approx(mean) and record["metrics"]["instances_done"] == len(done)
+        run_dir = study_dir / TRIALS_DIR / record["trial_key"]
+        assert (run_dir / INSTANCES_FILE).exists()
+        for d in done:  # each instance trained from scratch on its own data set, class and seed
+            saved = json.loads((run_dir / f"i{d['instance']}-{d['key']}" / "config.json").read_text())
+            assert (saved["data"]["class_index"], saved["data"]["seed"]) == (d["class_index"], d["seed"])
+        trial = by_tune_id[record["trial_id"]]
+        assert trial.intermediate_values == pytest.approx({d["instance"]: d["auroc_val"] for d in done})
+        assert trial.value == pytest.approx(mean)

@@ -331,10 +331,21 @@ def test_a_bad_config_in_a_study_fails_before_anything_runs():
         expand(study, study.profile("smoke"))
 
 
-def test_a_search_optimises_one_dataset_class_and_seed():
+def test_a_search_over_several_classes_and_seeds_has_one_instance_each_in_one_fixed_order():
+    from raygan.study import search_instances
+
     study = STUDIES.get("hpo")
-    with pytest.raises(ConfigError, match="a search optimises one dataset, class and seed"):
-        search_base(study, narrow_profile(study.profile("smoke"), classes=[1, 2]))
+    profile = narrow_profile(study.profile("smoke"), classes=[1, 2, 5], seeds=[0, 1])
+    instances = search_instances(study, profile)
+    assert instances == search_instances(study, profile) and search_base(study, profile) == instances[0]
+    keys = [i.key for i in instances]
+    first_round = [k.removesuffix("-s0") for k in keys[:3]]
+    assert sorted(first_round) == ["digits-c1", "digits-c2", "digits-c5"]  # every class before the next seed
+    assert keys[3:] == [f"{k}-s1" for k in first_round]  # the next seed visits the classes in the same order
+    for instance in instances:
+        data = instance.config["data"]
+        assert (data["dataset"], data["class_index"], data["seed"]) == tuple(instance.factors.values())
+    assert [i.key for i in search_instances(study, study.profile("smoke"))] == ["digits-c3-s0"]
 
 
 def test_search_space_samples_valid_configs_with_conditionals():

@@ -22,7 +22,7 @@ from raygan.study import (
     estimate_worker_hours,
     expand,
     narrow_profile,
-    search_base,
+    search_instances,
     study_hash,
 )
 from raygan.tune.driver import Plan, RunOptions, run_plan, study_dir_for
@@ -85,9 +85,13 @@ def make_plan(study: Study, args: argparse.Namespace) -> Plan:
     if study.is_search:
         if not profile.samples:
             raise RayganError(f"search {study.name}: profile {args.profile} sets no sample count; pass --samples")
-        base = search_base(study, profile, overrides)
-        return Plan(study, args.profile, study_hash(study, args.profile, base, profile.samples), base=base,
-                    samples=profile.samples, epochs=base.config["train"]["epochs"])
+        instances = search_instances(study, profile, overrides)
+        base = instances[0]
+        # A one-instance search hashes as it always did: its directory and Optuna study stay its own.
+        hashed = base if len(instances) == 1 else list(instances)
+        return Plan(study, args.profile, study_hash(study, args.profile, hashed, profile.samples), base=base,
+                    samples=profile.samples, epochs=base.config["train"]["epochs"],
+                    instances=instances if len(instances) > 1 else ())
     trials = expand(study, profile, overrides)
     return Plan(study, args.profile, study_hash(study, args.profile, trials, None), trials=tuple(trials),
                 epochs=max(t.config["train"]["epochs"] for t in trials))
@@ -118,9 +122,15 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
         raise RayganError(f"--gpus must be >= 1; got {gpus}")
     profile = DeviceProfile.load(device_profile) if device_profile is not None else None
     if plan.study.is_search:
-        print(f"search {plan.study.name}: up to {plan.samples} Optuna trials (ASHA stops weak ones early) on")
-        print(json.dumps(plan.base.as_dict()))
-        configs = [plan.base.config] * plan.samples
+        if plan.instances:
+            print(f"search {plan.study.name}: up to {plan.samples} Optuna trials, each on up to {len(plan.instances)} "
+                  f"instances in this order (racing stops weak ones early):")
+            for instance in plan.instances:
+                print(json.dumps(instance.as_dict()))
+        else:
+            print(f"search {plan.study.name}: up to {plan.samples} Optuna trials (ASHA stops weak ones early) on")
+            print(json.dumps(plan.base.as_dict()))
+        configs = [t.config for t in (plan.instances or (plan.base,))] * plan.samples
     else:
         configs = [t.config for t in plan.trials]
         for trial in plan.trials:
@@ -134,10 +144,12 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
     low, high = (sum(r[i] for r in ranges) / 3600 / 2 for i in (0, 1))
     hours, count = estimate_worker_hours(configs) / 2, len(configs)
     span = f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g}-{high:.3g}"
-    print(f"{plan.study.name} ({plan.study.reproduces}), profile {plan.profile}: {count} trials, "
+    unit = "instance-runs at most" if plan.instances else "trials"
+    print(f"{plan.study.name} ({plan.study.reproduces}), profile {plan.profile}: {count} {unit}, "
           f"about {span} CPU-worker-hours (2-core workers, two one-thread trials at a time; README: "
           f"what the estimate is based on)")
-    summary = {"study": plan.study.name, "profile": plan.profile, "trials": count,
+    summary = {"study": plan.study.name, "profile": plan.profile,
+               **({"trials": plan.samples, "instance_runs": count} if plan.instances else {"trials": count}),
                "estimated_worker_hours": round(hours, 3), "estimated_worker_hours_range": [round(low, 3), round(high, 3)]}
     if profile is not None:
         estimate = gpu_estimate(profile, configs, gpus)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from raygan.core.config import RunConfig
 from raygan.data import DATASETS
 from raygan.core.errors import ConfigError, RayganError
@@ -419,20 +421,32 @@ def validated(config: dict, where: str) -> dict:
     return cfg.to_dict()
 
 
+def search_instances(study: Study, profile: Profile, overrides: Mapping[str, Any] | None = None) -> tuple[Trial, ...]:
+    """The instances (data set, class, seed) a search evaluates every configuration on, in one
+    fixed order: seed by seed, and within each seed every (data set, class) in an order drawn once
+    from the study's name, so that a configuration's first instances already span classes. A
+    profile with one data set, class and seed is a one-instance search."""
+    from raygan.data.splitmix import keyed_order
+
+    cells = [(dataset, c) for dataset in profile.datasets for c in profile_classes(profile, dataset)]
+    if not cells or not profile.seeds:
+        raise ConfigError(f"search {study.name}: the chosen profile and flags leave no instance")
+    drawn = [cells[i] for i in keyed_order(0, f"search instances:{study.name}", np.arange(len(cells)))]
+    instances = []
+    for seed in profile.seeds:
+        for dataset, class_index in drawn:
+            config = base_config(study, profile, dataset, class_index, seed)
+            if overrides:
+                config = merge(config, overrides)
+            key = f"{dataset}-c{class_index}-s{seed}"
+            instances.append(Trial(key, {"dataset": dataset, "class_index": class_index, "seed": seed},
+                                   validated(config, f"instance {key}")))
+    return tuple(instances)
+
+
 def search_base(study: Study, profile: Profile, overrides: Mapping[str, Any] | None = None) -> Trial:
-    """The fixed part of every trial of a search (one dataset, class and seed)."""
-    classes = profile_classes(profile, profile.datasets[0]) if profile.datasets else ()
-    if len(profile.datasets) != 1 or len(classes) != 1 or len(profile.seeds) != 1:
-        raise ConfigError(
-            f"a search optimises one dataset, class and seed; got datasets {list(profile.datasets)}, "
-            f"classes {list(classes)}, seeds {list(profile.seeds)} (use --datasets, --classes, --seeds)"
-        )
-    dataset, class_index, seed = profile.datasets[0], classes[0], profile.seeds[0]
-    config = base_config(study, profile, dataset, class_index, seed)
-    if overrides:
-        config = merge(config, overrides)
-    return Trial(f"{dataset}-c{class_index}-s{seed}", {"dataset": dataset, "class_index": class_index, "seed": seed},
-                 validated(config, "base"))
+    """The fixed part of every trial of a search: its first instance."""
+    return search_instances(study, profile, overrides)[0]
 
 
 def apply_sampled(base: dict, sampled: Mapping[str, Any]) -> dict:

@@ -44,8 +44,14 @@ from raygan.core.atomic import write_text
 from raygan.core.config import RunConfig
 from raygan.core.errors import ConfigError, RayganError, first_line
 from raygan.study import SEARCH_METRIC, Study, Trial, apply_sampled
+from raygan.study.racing import RacingRule
 
 STUDY_FILE = "study.json"
+INSTANCES_FILE = "instances.json"  # a search trial's per-instance values, in trials/<key>/
+# How searches over several instances race their configurations: a paired one-sided t-test
+# against the incumbent, which can reject at 3 shared instances (Wilcoxon's signed-rank test
+# cannot before 4 at this p-value); benchmarks/racing.py compares them.
+RACING_RULE = RacingRule(test="t", p_value=0.1, min_instances=3)
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
 ROWS_DIR = "rows"
@@ -104,9 +110,12 @@ class Plan:
     profile: str
     study_hash: str
     trials: tuple[Trial, ...] = ()  # grid
-    base: Trial | None = None  # search
+    base: Trial | None = None  # search: its first instance
     samples: int | None = None
     epochs: int = 0
+    # A search over several instances: every configuration on each, in this order, raced
+    # (raygan.study.racing); empty for a one-instance search (ASHA over epochs).
+    instances: tuple[Trial, ...] = ()
 
     def manifest(self, options: RunOptions) -> dict:
         return {
@@ -119,6 +128,8 @@ class Plan:
             "rows": ["dataset", *self.study.rows],
             "trial_list": [t.as_dict() for t in self.trials] if self.trials else None,
             "base": self.base.as_dict() if self.base else None,
+            **({"instances": [t.as_dict() for t in self.instances], "racing": RACING_RULE.describe()}
+               if self.instances else {}),
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         }
 
@@ -194,7 +205,7 @@ def run_trial(tune_config: dict, setup: dict) -> None:
     reported = []
     try:
         cfg = RunConfig.from_dict(config)
-        if setup["workers_per_trial"]:
+        if setup["workers_per_trial"] and not setup.get("instances"):
             _run_ddp(cfg, out_dir, setup, factors, identity)
             return
 
@@ -212,6 +223,9 @@ def run_trial(tune_config: dict, setup: dict) -> None:
         # Ray set CUDA_VISIBLE_DEVICES to this trial's share: "cuda" is that GPU, and a GPU request
         # where none is visible fails the trial with one line instead of training on the CPU.
         device = resolve_device("cuda") if setup["gpus_per_trial"] else torch.device("cpu")
+        if setup.get("instances"):
+            _run_instances(sampled, setup, out_dir, device, identity)
+            return
 
         def on_epoch_end(record: dict, checkpoint) -> None:
             metrics = json.loads((out_dir / "metrics.json").read_text())
@@ -230,6 +244,33 @@ def run_trial(tune_config: dict, setup: dict) -> None:
             # error); the recorder reads error.txt and records the trial as failed.
             return
         raise
+
+
+def _run_instances(sampled: dict, setup: dict, out_dir: Path, device, identity: dict) -> None:
+    """A search trial over several instances: the sampled configuration trained from scratch on each
+    instance in the search's order (``trials/<key>/i<index>-<instance>/``, epoch chosen on
+    validation), one report per instance: its index, validation and test AUROC, and the mean
+    validation AUROC over the instances done (the objective). An instance that finished before
+    (a resumed trial) is read back, not trained again; one cut short resumes from its checkpoint."""
+    from ray import tune
+
+    from raygan.engine.loop import train
+    from raygan.tune.racing import INSTANCE, INSTANCE_VALUE, INSTANCES_DONE, MEAN_VALUE
+
+    done: list[dict] = []
+    for index, spec in enumerate(setup["instances"]):
+        cfg = RunConfig.from_dict(apply_sampled(spec["config"], sampled))
+        run_dir = out_dir / f"i{index}-{spec['key']}"
+        metrics = _read_json(run_dir / "metrics.json")
+        if not metrics or metrics.get("epochs") != cfg.train.epochs:
+            metrics = train(cfg, out_dir=run_dir, device=device, hparams=_flat({**spec["factors"], **sampled}))
+        done.append({"instance": index, "key": spec["key"], **spec["factors"],
+                     **{k: metrics.get(k) for k in ("auroc_val", "auroc", "auroc_last", "selected_epoch", "epochs",
+                                                     "train_seconds")}})
+        write_text(out_dir / INSTANCES_FILE, json.dumps(done, indent=1, default=_json_default) + "\n")
+        values = [d["auroc_val"] for d in done]
+        tune.report({INSTANCE: index, INSTANCE_VALUE: metrics.get("auroc_val"), "instance_auroc": metrics.get("auroc"),
+                     MEAN_VALUE: sum(values) / len(values), INSTANCES_DONE: len(done), **identity})
 
 
 def _is_deterministic(exc: Exception) -> bool:
@@ -307,10 +348,21 @@ def _read_json(path: Path) -> dict | None:
 def trial_record(study_dir: Path, plan_info: dict, key: str, trial_id: str, status: str, error: str | None,
                  factors: dict, config: dict, last_result: dict | None) -> dict:
     run_dir = study_dir / TRIALS_DIR / key
-    metrics = _read_json(run_dir / "metrics.json") or {}
-    resolved = _read_json(run_dir / "config.json") or config
+    # A search over several instances: [] until its first instance is done.
+    instances = (_read_json(run_dir / INSTANCES_FILE) or []) if plan_info.get("instances") else None
+    if instances is not None:
+        # Over several instances: the objective is the mean over those done; each is in the record.
+        metrics = {name: _mean([i.get(name) for i in instances]) for name in ("auroc_val", "auroc", "auroc_last")}
+        metrics.update(instances_done=len(instances), instances=plan_info["instances"],
+                       train_seconds=sum(i.get("train_seconds") or 0.0 for i in instances))
+        resolved = config
+    else:
+        metrics = _read_json(run_dir / "metrics.json") or {}
+        resolved = _read_json(run_dir / "config.json") or config
     if status == "terminated" and (run_dir / ERROR_FILE).exists():
         status, error = "failed", _error_message(run_dir, None)  # a deterministic error, not retried
+    elif status == "terminated" and instances is not None:
+        status = "finished" if len(instances) == plan_info["instances"] else "stopped"
     elif status == "terminated":
         epochs = RunConfig.from_dict(resolved).train.epochs
         status = "finished" if metrics.get("epochs") == epochs else "stopped"
@@ -330,11 +382,17 @@ def trial_record(study_dir: Path, plan_info: dict, key: str, trial_id: str, stat
         "metrics": {k: v for k, v in metrics.items() if k not in ("history", "counts")},
         "counts": metrics.get("counts"),
         "history": metrics.get("history", []),
+        **({"instances": instances} if instances is not None else {}),
         "node_id": last.get("node_id"),
         "hostname": last.get("hostname"),
         "attempts": read_attempts(run_dir),
         "recorded_at": time.time(),
     }
+
+
+def _mean(values: list) -> float | None:
+    numbers = [float(v) for v in values if v is not None]
+    return math.fsum(numbers) / len(numbers) if numbers else None
 
 
 def interrupted(record: dict, setup: dict) -> bool:
@@ -434,6 +492,17 @@ def prune_checkpoints(run_dir: Path, keep: str) -> int:
     return freed
 
 
+def prune_ended(run_dir: Path, record: dict, keep: str) -> None:
+    """prune_checkpoints for a recorded trial: a finished one; of a trial over several instances,
+    every instance it completed (a stopped one never trains them again)."""
+    if "instances" in record:
+        if record["status"] in ("finished", "stopped"):
+            for instance in record["instances"]:
+                prune_checkpoints(run_dir / f"i{instance['instance']}-{instance['key']}", keep)
+    elif record["status"] == "finished":
+        prune_checkpoints(run_dir, keep)
+
+
 def _key_of(trial, kind: str) -> str:
     if kind == "grid":
         return trial.config["trial"]
@@ -483,8 +552,7 @@ class _RecorderState:
             self.status.print(f"{key} interrupted after {done} epoch(s): not recorded; --resume continues it")
             return
         write_record(study_dir, record)
-        if record["status"] == "finished":
-            prune_checkpoints(study_dir / TRIALS_DIR / key, _DRIVER["keep_checkpoints"])
+        prune_ended(study_dir / TRIALS_DIR / key, record, _DRIVER["keep_checkpoints"])
         if existing is None and key in self.ended:  # counted already: its record file was damaged
             self.status.print(f"{key} {record['status']}: recorded again (its record was damaged)")
             return
@@ -493,6 +561,9 @@ class _RecorderState:
         self.status.ended_here += 1
         metrics = record["metrics"]
         detail = (f"error: {record['error']}" if record["status"] == "failed" else
+                  f"validation AUROC {metrics.get('auroc_val') or float('nan'):.4f} over {metrics['instances_done']} of "
+                  f"{metrics['instances']} instances (test {metrics.get('auroc') or float('nan'):.4f})"
+                  if "instances" in record else
                   f"test AUROC {metrics.get('auroc', float('nan')):.4f} (validation {metrics.get('auroc_val', float('nan')):.4f}, "
                   f"epoch {metrics.get('selected_epoch')} of {metrics.get('epochs')})")
         total = f"/{plan_info['trials']}" if plan_info.get("trials") else ""
@@ -784,6 +855,9 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     """Run (or resume) every trial of the plan; return the study directory. Trial records are in
     ``rows/`` when this returns; the results layer turns them into Parquet."""
     options.check()
+    if plan.instances and options.workers_per_trial:
+        raise ConfigError(f"search {plan.study.name} runs each configuration on {len(plan.instances)} instances "
+                          f"in-process; --workers-per-trial (DDP) is for one-instance searches and grids")
     study_dir = check_study_dir(plan, options)
     check_resumed_concurrency(plan, options, study_dir)
     plan = reconcile(plan, options)
@@ -809,7 +883,8 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
 
     _check_resources(options, ray.cluster_resources())
     plan_info = {"study": plan.study.name, "study_hash": plan.study_hash, "profile": plan.profile,
-                 "trials": len(plan.trials) if plan.trials else plan.samples, "epochs": plan.epochs}
+                 "trials": len(plan.trials) if plan.trials else plan.samples, "epochs": plan.epochs,
+                 "instances": len(plan.instances)}
     setup = {
         "kind": "search" if plan.study.is_search else "grid",
         "study_dir": str(study_dir),
@@ -820,6 +895,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         "gpus_per_trial": options.gpus_per_trial,
         "cpus_per_worker": options.cpus_per_worker,
         "keep_data": options.keep_data,
+        "instances": [t.as_dict() for t in plan.instances],
     }
     if options.workers_per_trial:
         # The trial only drives its trainer; its workers hold the CPUs (RAY_NOTES: default
@@ -988,6 +1064,18 @@ def _tuner_arguments(plan: Plan, options: RunOptions, optuna: tuple | None = Non
 
     profile = plan.study.profile(plan.profile)
     storage, study_name = optuna if optuna is not None else (None, None)
+    if plan.instances:
+        from raygan.tune.racing import MEAN_VALUE, InstanceOptunaSearch, RacingScheduler
+
+        return {"tune_config": tune.TuneConfig(
+            search_alg=InstanceOptunaSearch(space=SearchSpace(plan.study.search_space, profile), metric=MEAN_VALUE,
+                                            mode="max", seed=options.search_seed, storage=storage,
+                                            study_name=study_name),
+            scheduler=RacingScheduler(RACING_RULE),  # its race refilled from the records on --resume
+            num_samples=plan.samples,
+            max_concurrent_trials=tune_concurrency(plan, options.max_concurrent),
+            reuse_actors=True,
+        )}
     searcher = TrackedOptunaSearch(space=SearchSpace(plan.study.search_space, profile), metric=SEARCH_METRIC,
                                    mode="max", seed=options.search_seed, storage=storage, study_name=study_name)
     scheduler = RungsFromRecords(  # ASHA, its rungs filled again from the records on --resume
@@ -1062,5 +1150,4 @@ def _sweep(study_dir: Path, plan_info: dict, setup: dict, grid, keep_checkpoints
         if interrupted(record, setup):
             continue
         write_record(study_dir, record)
-        if record["status"] == "finished":
-            prune_checkpoints(study_dir / TRIALS_DIR / key, keep_checkpoints)
+        prune_ended(study_dir / TRIALS_DIR / key, record, keep_checkpoints)

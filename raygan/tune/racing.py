@@ -21,9 +21,9 @@ import sys
 from collections.abc import Callable
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from raygan.study.racing import Comparison, Race, RacingRule
+from raygan.tune.optuna_storage import TrackedOptunaSearch
 
 INSTANCE = "instance"  # index of the instance in the search's fixed order
 INSTANCE_VALUE = "instance_auroc_val"  # that instance's validation AUROC (its selected epoch's)
@@ -125,8 +125,8 @@ class RacingScheduler(FIFOScheduler):
                 f"{self.race.instance_runs()} instance-runs")
 
 
-class InstanceOptunaSearch(OptunaSearch):
-    """OptunaSearch whose Optuna trials hold one intermediate value per completed instance, the
+class InstanceOptunaSearch(TrackedOptunaSearch):
+    """TrackedOptunaSearch whose Optuna trials hold one intermediate value per completed instance, the
     instance's own validation value at step = instance index (Optuna's WilcoxonPruner reads them
     so), instead of the objective at Tune's iteration count. The trial's final value stays the
     objective (``metric``: the mean over the instances completed)."""
