@@ -1,26 +1,34 @@
-"""Overhead per instance beyond training: an in-process Tune trial, with and without the worker
-process keeping its prepared data (raygan.data.prepared), and a DDP trial (a Ray Train
-TorchTrainer per trial), against the same training called directly in this process on data
-prepared beforehand.
+"""Overhead per instance beyond training.
 
-Each study runs N tiny trials one at a time (max_concurrent 1, so wall time / N is per trial, and
-a trial is one instance); overhead = wall time per trial − the direct training time. Ray's
-start-up is excluded (Ray is started once, before timing). Both in-process variants run in every
-repeat, so "prepares its own data" and "keeps prepared data" are measured side by side. Medians
-over --repeats.
+1. Data preparation per instance, in CPU-seconds of this process (robust to other jobs on the
+   machine): the instances of a search (several classes and seeds of one data set) prepared one
+   after another, each run preparing its own data (decode the files, split, resize) against a
+   process that keeps its prepared data (raygan.data.prepared), both in the same run.
+2. Wall time per Tune trial (a trial is one instance): an in-process Tune trial, with and without
+   kept data, and a DDP trial (a Ray Train TorchTrainer per trial), against the same training
+   called directly in this process on data prepared beforehand. Each study runs N tiny trials one
+   at a time (max_concurrent 1, so wall time / N is per trial); overhead = wall time per trial −
+   the direct training time. Ray's start-up is excluded (started once, before timing). Wall times
+   move with the machine's load: the load average is printed beside them.
 
-    python benchmarks/tune_overhead.py --trials 6 --repeats 3 --skip-ddp
+Medians over --repeats.
+
+    python benchmarks/tune_overhead.py --instances 6 --repeats 3 --skip-tune
+    python benchmarks/tune_overhead.py --trials 4 --repeats 3 --skip-ddp
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from raygan.core.config import RunConfig
+from raygan.data.prepared import PreparedData
 from raygan.engine.loop import load_split_tensors, train
 from raygan.study import Factor, Profile, Study, expand, study_hash
 from raygan.tune.driver import Plan, RunOptions, run_plan
@@ -51,17 +59,52 @@ def timed_study(trials: int, dataset: str, storage: Path, workers_per_trial: int
     return (time.perf_counter() - started) / trials
 
 
+def preparation_cpu_seconds(dataset: str, instances: int) -> tuple[list[float], list[float]]:
+    """CPU-seconds to prepare each of ``instances`` instances (classes x seeds) of ``dataset``:
+    every run on its own, and one process keeping its prepared data (the first instance pays)."""
+    base_cfg = RunConfig.from_dict(base(dataset)).data
+    configs = [dataclasses.replace(base_cfg, class_index=i % 5, seed=i // 5) for i in range(instances)]
+    own, kept, prepared = [], [], PreparedData()
+    for cfg in configs:
+        started = time.process_time()
+        load_split_tensors(RunConfig(data=cfg))
+        own.append(time.process_time() - started)
+        started = time.process_time()
+        prepared.split(cfg)
+        kept.append(time.process_time() - started)
+    return own, kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--instances", type=int, default=6, help="instances prepared in part 1")
+    parser.add_argument("--trials", type=int, default=4, help="Tune trials per study in part 2")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dataset", default="fashion_mnist",
                         help="fashion_mnist (60,000 28x28 images resized to 32x32; Debian's dataset-fashion-mnist) "
                              "or digits (offline, tiny: little to prepare)")
+    parser.add_argument("--skip-tune", action="store_true", help="part 1 only")
     parser.add_argument("--skip-ddp", action="store_true")
     args = parser.parse_args()
-    if args.trials < 1 or args.repeats < 1:
-        parser.error("--trials and --repeats must be >= 1")
+    if min(args.instances, args.trials, args.repeats) < 1:
+        parser.error("--instances, --trials and --repeats must be >= 1")
+
+    import torch
+
+    torch.set_num_threads(1)  # as a trial runs (one thread each); CPU-seconds then count one core
+    own_cpu, kept_cpu = [], []
+    for repeat in range(args.repeats):
+        own, kept = preparation_cpu_seconds(args.dataset, args.instances)
+        own_cpu.append(statistics.mean(own))
+        kept_cpu.append(statistics.mean(kept))
+        print(f"repeat {repeat}: data preparation per instance {own_cpu[-1]:.3f} CPU-s (own) / {kept_cpu[-1]:.3f} "
+              f"CPU-s (kept; first instance {kept[0]:.3f}, the others {statistics.mean(kept[1:] or kept):.3f})",
+              flush=True)
+    print(f"\n{args.dataset}, {args.instances} instances (classes x seeds) one after another, median of "
+          f"{args.repeats}: data preparation per instance {statistics.median(own_cpu):.3f} CPU-s when each run "
+          f"prepares its own, {statistics.median(kept_cpu):.3f} CPU-s when the process keeps its prepared data")
+    if args.skip_tune:
+        return
 
     import ray
 
@@ -82,9 +125,10 @@ def main() -> None:
                 ddp.append(timed_study(args.trials, args.dataset, Path(tmp) / "ddp", 2))
         print(f"repeat {repeat}: prepare data {prepare[-1]:.2f} s, train {direct[-1]:.2f} s, in-process trial "
               f"{own[-1]:.2f} s (own data) / {kept[-1]:.2f} s (kept data)"
-              + (f", DDP trial {ddp[-1]:.2f} s" if ddp else ""), flush=True)
+              + (f", DDP trial {ddp[-1]:.2f} s" if ddp else "") + f"; load average {os.getloadavg()[0]:.1f}",
+              flush=True)
     d = statistics.median(direct)
-    print(f"\n{args.dataset}: per-trial (= per-instance) time, median of {args.repeats} "
+    print(f"\n{args.dataset}: per-trial (= per-instance) wall time, median of {args.repeats} "
           f"(trials of {args.trials}, one at a time):")
     print(f"  preparing the data directly (decode, split, resize): {statistics.median(prepare):6.2f} s")
     print(f"  direct loop.train on prepared data                 : {d:6.2f} s")
