@@ -23,7 +23,6 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
 
@@ -107,4 +106,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

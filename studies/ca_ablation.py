@@ -23,7 +23,6 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
 ADCON_WEIGHTS = (0.0, 15.0)  # λ_adcon: "w/o" and "w/" C.A.
@@ -90,4 +89,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

@@ -23,7 +23,6 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.05, 0.10, 0.20)
 NAIVE_GENERATOR_DATASETS = ("mnist", "digits")  # footnote 4; digits stand in for MNIST offline
@@ -83,4 +82,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from raygan.core.config import RunConfig
-from raygan.engine.distributed import context_from_process_group
+from raygan.compute.distributed import context_from_process_group
 from raygan.methods import build_method
 
 GLOBAL_BATCH = 16

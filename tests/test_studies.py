@@ -434,7 +434,8 @@ def test_batch_too_small_for_the_anomaly_quota_fails_at_expansion():
 
 def _fake_study_dir(tmp_path: Path, aurocs: dict[tuple[int, int], float]) -> Path:
     """A bn_ablation study directory with records as the Tune layer writes them (no training)."""
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get("bn_ablation")
     profile = narrow_profile(study.profile("paper"), datasets=["fashion_mnist"], classes=[0, 1], seeds=[0, 1])
@@ -475,7 +476,8 @@ def test_report_is_the_paper_layout_with_the_paper_beside_ours(tmp_path):
 
 
 def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_point(tmp_path):
-    from raygan.analysis.report import report, verdict, verdict_rows
+    from raygan.analysis.report import report
+    from raygan.analysis.verdicts import verdict, verdict_rows
     from raygan.analysis.parquet import read_results
 
     assert verdict(97.3, 98.3, 1.0) == "reproduced" and verdict(97.2, 98.3, 1.0) == "not reproduced"
@@ -504,7 +506,8 @@ def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_
 def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float], name: str = "one_class") -> Path:
     """A one_class (or another method-by-class study's) directory of its cpu profile's trials with
     the given (method, class, seed) AUROCs as records, as the Tune layer writes them; no training."""
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get(name)
     profile = narrow_profile(study.profile("cpu"), classes=sorted({c for _, c, _ in aurocs}))
@@ -528,7 +531,8 @@ def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float
 
 
 def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_for_baselines(tmp_path):
-    from raygan.analysis.report import report, verdict_rows
+    from raygan.analysis.report import report
+    from raygan.analysis.verdicts import verdict_rows
     from raygan.analysis.parquet import read_results
 
     # AGAD: class 0 over three seeds (sample SD 1.0), class 8 one seed (the pooled SD, 1.0, gives its SE);
@@ -556,7 +560,8 @@ def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_fo
 def test_report_puts_the_papers_class_by_class_row_under_ours(tmp_path):
     """A backbones study directory with records as the Tune layer writes them (no training)."""
     from raygan.analysis.report import report
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get("backbones")
     profile = narrow_profile(study.profile("paper"), datasets=["cifar10"], classes=[0, 7], seeds=[0])
@@ -627,7 +632,8 @@ def test_hpo_confirm_says_which_search_config_it_needs(tmp_path, monkeypatch):
 
 
 def test_head_to_head_pairs_by_seed_and_calls_only_beyond_two_standard_errors_with_three_seeds(tmp_path):
-    from raygan.analysis.report import report, versus_rows
+    from raygan.analysis.report import report
+    from raygan.analysis.verdicts import versus_rows
     from raygan.analysis.parquet import read_results
 
     # class 2: AGAD ahead by 2, 3, 4 points (mean 3, SE 1/sqrt(3) = 0.577): called; class 6: +1, -1, +0.5

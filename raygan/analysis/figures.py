@@ -28,12 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from raygan.analysis.parquet import read_results
+from raygan.analysis.tables import class_aurocs, class_names, label
 from raygan.core.errors import RayganError
-from raygan.engine.loop import TEST_SCORES, grid_images
-from raygan.analysis.report import _label, class_aurocs
-from raygan.analysis.parquet import CURVES_FILE, read_results
-from raygan.study import Study
-from raygan.tune.driver import TRIALS_DIR
+from raygan.engine.loop import grid_images
+from raygan.engine.run_dir import CONFIG_FILE, TEST_SCORES, selected_checkpoint
+from raygan.store.layout import CURVES_FILE, trial_dir
+from raygan.store.optuna_db import load_optuna_study
+from raygan.study import Study, find_study
 
 RECONSTRUCTION_CELLS = 10  # rows of the table shown in one reconstruction figure, at most
 IMAGES_PER_KIND = 8  # normal and anomalous test images per reconstruction figure (Fig. 2: 8 + 8)
@@ -61,19 +63,11 @@ def _slug(text: str) -> str:
 
 
 def _cell_name(names: list[str], values: tuple) -> str:
-    return ", ".join(f"{n}={_label(v)}" for n, v in zip(names, values)) or "all"
-
-
-def _class_names(dataset: str) -> list[str] | None:
-    from raygan.data import DATASETS
-
-    if dataset in DATASETS and dataset != "image_folder":
-        return list(DATASETS.get(dataset).class_names)
-    return None
+    return ", ".join(f"{n}={label(v)}" for n, v in zip(names, values)) or "all"
 
 
 def _class_label(dataset: str, class_index: int) -> str:
-    names = _class_names(dataset)
+    names = class_names(dataset)
     if not names or class_index >= len(names):
         return f"class {class_index}"
     name = names[class_index]
@@ -120,7 +114,7 @@ class StudyResults:
         return [c for c in self.cell_order if c in present]
 
     def trial_dir(self, row: dict) -> Path:
-        return self.dir / TRIALS_DIR / row["trial_key"]
+        return trial_dir(self.dir, row["trial_key"])
 
 
 def _lowest_seed(rows: list[dict]) -> dict:
@@ -306,10 +300,10 @@ def reconstructions(results: StudyResults, dataset: str, class_index: int, out_d
     for cell in cells:
         trial = _lowest_seed([r for r in rows if results.cell(r) == cell])
         run_dir = results.trial_dir(trial)
-        checkpoint = run_dir / "checkpoints" / "selected.pt"
+        checkpoint = selected_checkpoint(run_dir)
         if not checkpoint.exists():
             continue
-        config = json.loads((run_dir / "config.json").read_text())
+        config = json.loads((run_dir / CONFIG_FILE).read_text())
         x, x_hat, targets = loader.images({"config": config, "checkpoint": checkpoint})
         panels.append((cell, x, x_hat, targets))
     if not panels:
@@ -409,8 +403,6 @@ def optuna_figures(study_dir: Path, results: StudyResults, out_dir: Path) -> lis
     """Optuna's own optimisation-history and parameter-importance plots of the search's study."""
     import warnings
 
-    from raygan.analysis.report import load_optuna_study
-
     study = load_optuna_study(study_dir, results.info)
     if study is None:
         return []
@@ -432,9 +424,10 @@ def optuna_figures(study_dir: Path, results: StudyResults, out_dir: Path) -> lis
     return written
 
 
-def write_figures(study_dir: Path, out_dir: Path, study: Study | None = None) -> list[Path]:
+def write_figures(study_dir: Path, out_dir: Path) -> list[Path]:
     """Draw every figure the study's results allow into ``out_dir``; return the files written."""
     results = StudyResults(study_dir)
+    study = find_study(results.info["study"])
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     if results.info.get("kind") == "search":

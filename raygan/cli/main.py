@@ -15,6 +15,7 @@ from pathlib import Path
 from collections.abc import Sequence
 
 from raygan.core.config import ConfigSection, DataConfig
+from raygan.core.dicts import deep_merge
 from raygan.core.errors import RayganError
 
 # Short spellings used in the papers and the issues, kept beside the field names.
@@ -78,13 +79,6 @@ def config_from_args(section: type[ConfigSection], args: argparse.Namespace, pre
     values = {k: v for k, v in config_values_from_args(args).items() if k in names}
     values.update(fixed)
     return section.from_dict(values, prefix)
-
-
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
@@ -187,7 +181,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for flag, protocol in (("_normal_class", "normal_class"), ("_anomaly_class", "anomaly_class")):
         if getattr(args, flag) is not None:
             flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
-    cfg = RunConfig.from_dict(merge(values, flags))
+    cfg = RunConfig.from_dict(deep_merge(values, flags))
     out = Path(args._out) if args._out else None
 
     def announce(method) -> None:
@@ -218,7 +212,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if args._sync_bn or args._gpus_per_worker:
             raise RayganError("--sync-bn and --gpus-per-worker apply to distributed runs: add --workers N")
-        from raygan.engine.devices import resolve_device
+        from raygan.compute.devices import resolve_device
 
         device = resolve_device(args._device or "auto")
         result = train(cfg, out_dir=out, progress=args._progress, device=device, on_start=announce)
@@ -312,9 +306,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     sys.stdout.write(report(Path(args.study_dir), args.format, args.skip_damaged, same_score=args.same_score))
     if args.figures:
-        from raygan.analysis.report import figures
+        from raygan.analysis.figures import write_figures
 
-        for path in figures(Path(args.study_dir), Path(args.figures)):
+        for path in write_figures(Path(args.study_dir), Path(args.figures)):
             print(f"figure: {path}", file=sys.stderr)
     return 0
 
