@@ -39,8 +39,8 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's raygan, also on a box where it is not installed
 
-from raygan.core.config import RunConfig  # noqa: E402
 from raygan.compute.devices import resolve_device  # noqa: E402
+from raygan.core.config import RunConfig  # noqa: E402
 from raygan.methods import build_method  # noqa: E402
 
 ROWS = ["agad:naive", "agad:unet", "agad:unetpp", "ganomaly:ganomaly", "skip_ganomaly:unet", "autoencoder:naive"]

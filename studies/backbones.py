@@ -73,7 +73,7 @@ STUDY = Study(
     # AdvProp BN: Table 9's UNet rows equal the AdvProp rows of Tables 4 and 5 (F-MNIST 98.3±2.21).
     base={"method": "agad", "model": {"bn_strategy": "advprop"}, "data": {"anomaly_fraction": 0.0}},
     factors=(Factor("backbone", GENERATORS, key="model.backbone", label="Generator"),),
-    rows=("backbone",),
+    row_factors=("backbone",),
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,

@@ -79,7 +79,7 @@ STUDY = Study(
     ),
     where=lambda cell: cell["gamma"] > 0 or not cell["freeze"],  # nothing to freeze without anomalies
     configure=bn_strategy,
-    rows=("advprop", "freeze", "gamma"),
+    row_factors=("advprop", "freeze", "gamma"),
     profiles={
         # The naive generator keeps the smoke run to minutes on 2 CPU cores (about 2 min); paper uses UNet.
         # Digits give ~2 steps per epoch at batch 64: 15 epochs is what it takes to learn (3 gave ~0.57).

@@ -64,7 +64,7 @@ STUDY = Study(
         Factor("adcon", ADCON_WEIGHTS, key="loss.contextual_adversarial_weight", label="λ_adcon (C.A.)"),
         Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),
     ),
-    rows=("adcon", "gamma"),
+    row_factors=("adcon", "gamma"),
     profiles={
         # The naive generator keeps the smoke run to minutes on 2 CPU cores; paper uses UNet.
         "smoke": Profile(

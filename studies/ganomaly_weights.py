@@ -36,7 +36,7 @@ STUDY = Study(
         Factor("w_enc", WEIGHTS, key="loss.latent_weight", label="w_enc"),
     ),
     where=one_weight_at_a_time,
-    rows=("w_adv", "w_con", "w_enc"),
+    row_factors=("w_adv", "w_con", "w_enc"),
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,

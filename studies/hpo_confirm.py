@@ -68,7 +68,7 @@ STUDY = Study(
     caption=__doc__.split("\n\n")[0],
     base={"data": {"anomaly_fraction": 0.0}},
     factors=(Factor("method", ("agad", "ganomaly"), key="method", label="Method"),),
-    rows=("method",),
+    row_factors=("method",),
     versus=("method", "agad", "ganomaly"),
     profiles={
         "smoke": Profile(

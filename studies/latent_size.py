@@ -25,7 +25,7 @@ STUDY = Study(
     caption=__doc__.split("\n\n")[0],
     base={"method": "ganomaly", "data": {"protocol": "anomaly_class"}},
     factors=(Factor("latent", LATENT_SIZES, key="model.latent_size", label="|z|"),),
-    rows=("latent",),
+    row_factors=("latent",),
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,

@@ -64,7 +64,7 @@ STUDY = Study(
         Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),
         Factor("adcon", ADCON_WEIGHTS, key="loss.contextual_adversarial_weight", label="λ_adcon (Adversarial Context)"),
     ),
-    rows=("gamma", "adcon"),
+    row_factors=("gamma", "adcon"),
     folder_datasets=SETS,
     profiles={
         # No medical images ship offline: the digits run the same γ x C.A. design at 32x32.

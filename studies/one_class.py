@@ -88,7 +88,7 @@ STUDY = Study(
     base={"data": {"anomaly_fraction": 0.0}},
     factors=(Factor("method", METHODS, key="method", label="Method"),),
     configure=agad_generator,
-    rows=("method",),
+    row_factors=("method",),
     versus=("method", "agad", "ganomaly"),  # the README's question: does AGAD beat GANomaly here?
     profiles={
         "smoke": Profile(

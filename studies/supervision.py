@@ -57,7 +57,7 @@ STUDY = Study(
     base={"method": "agad", "model": {"bn_strategy": "advprop"}},
     factors=(Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),),
     configure=generator,
-    rows=("gamma",),
+    row_factors=("gamma",),
     profiles={
         # 115 normal training digits make 2-4 steps an epoch: with 3 epochs G(x) is still nearly
         # flat in eval mode (measured); 15, as bn_ablation's smoke, lets it learn to reconstruct.

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from raygan.core.config import DataConfig, RunConfig
-from raygan.data import build_split, load_dataset, split_tensors
 from raygan.core.errors import ConfigError
+from raygan.data import build_split, load_dataset, split_tensors
 from raygan.engine.evaluation import detection_metrics
 from raygan.methods import METHODS, build_method
 from raygan.models import RoutedBatchNorm2d, bn_route

@@ -39,7 +39,7 @@ PAPER_TRIALS = {
     "ganomaly_weights": 480,  # 10 classes x 16 weightings
     "hpo_confirm": 60,  # no paper table: 10 classes x 2 methods, the paper profile's budget
 }
-# Rows of each paper table (dataset, *study.rows) and how many of them the paper gives a number for.
+# Rows of each paper table (dataset, *study.row_factors) and how many of them the paper gives a number for.
 PAPER_ROWS = {
     "bn_ablation": (54, 54),
     "one_class": (16, 4),  # AGAD's row per data set; GANomaly, Skip-GANomaly, autoencoder are ours only
@@ -131,7 +131,7 @@ def test_paper_profile_has_the_paper_tables_trial_count(name, tmp_path):
 def test_each_cell_has_the_papers_number_where_the_paper_gives_one(name, tmp_path):
     study = STUDIES.get(name)
     trials = expand(study, study.profile("paper"), overrides_for(study, tmp_path))
-    rows = {(t.factors["dataset"], *(t.factors[f] for f in study.rows)) for t in trials}
+    rows = {(t.factors["dataset"], *(t.factors[f] for f in study.row_factors)) for t in trials}
     reported = {r for r in rows if study.paper is not None and study.paper.get(r) is not None}
     assert (len(rows), len(reported)) == PAPER_ROWS[name]
     if study.paper is not None:
@@ -444,7 +444,7 @@ def _fake_study_dir(tmp_path: Path, aurocs: dict[tuple[int, int], float]) -> Pat
     study_dir = tmp_path / "bn_ablation"
     study_dir.mkdir(parents=True)
     manifest = {"study": "bn_ablation", "reproduces": study.reproduces, "profile": "paper", "study_hash": "h",
-                "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.rows],
+                "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.row_factors],
                 "trial_list": [t.as_dict() for t in trials]}
     (study_dir / STUDY_FILE).write_text(json.dumps(manifest))
     for t in trials:
@@ -517,7 +517,7 @@ def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float
     study_dir.mkdir(parents=True)
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": name, "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
-        "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
+        "trials": len(trials), "rows": ["dataset", *study.row_factors], "trial_list": [t.as_dict() for t in trials]}))
     for t in trials:
         auroc = aurocs[t.factors["method"], t.factors["class_index"], t.factors["seed"]]
         write_record(study_dir, {
@@ -570,7 +570,7 @@ def test_report_puts_the_papers_class_by_class_row_under_ours(tmp_path):
     study_dir.mkdir()
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": "backbones", "reproduces": study.reproduces, "profile": "paper", "study_hash": "h", "kind": "grid",
-        "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
+        "trials": len(trials), "rows": ["dataset", *study.row_factors], "trial_list": [t.as_dict() for t in trials]}))
     for t, auroc in zip(trials, (0.95, 0.80)):
         write_record(study_dir, {
             "study": "backbones", "study_hash": "h", "profile": "paper", "trial_key": t.key, "trial_id": t.key,

@@ -31,7 +31,7 @@ def make_study_dir(tmp_path: Path, study_hash: str = "h") -> tuple[Path, list[st
     study_dir.mkdir(parents=True)
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": "bn_ablation", "reproduces": study.reproduces, "profile": "smoke", "study_hash": study_hash,
-        "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.rows],
+        "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.row_factors],
         "trial_list": [t.as_dict() for t in trials]}))
     for i, t in enumerate(trials):
         write_record(study_dir, {

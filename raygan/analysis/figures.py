@@ -34,6 +34,7 @@ from raygan.core.errors import RayganError
 from raygan.engine.loop import grid_images
 from raygan.engine.run_dir import CONFIG_FILE, TEST_SCORES, selected_checkpoint
 from raygan.store.layout import CURVES_FILE, trial_dir
+from raygan.store.manifest import table_row_factors
 from raygan.store.optuna_db import load_optuna_study
 from raygan.study import Study, find_study
 
@@ -89,7 +90,7 @@ class StudyResults:
         self.rows = [r for r in rows if r["status"] in ("finished", "stopped")]
         if not self.rows:
             raise RayganError(f"{self.dir} has no finished trials to draw")
-        self.row_factors = [f for f in (self.info.get("rows") or ["dataset"]) if f != "dataset"]
+        self.row_factors = [f for f in table_row_factors(self.info) if f != "dataset"]
         curves_path = self.dir / CURVES_FILE
         self.curves: dict[str, list[dict]] = {}
         if curves_path.exists():
@@ -346,8 +347,8 @@ def gamma_vs_auroc(results: StudyResults, study: Study | None, out_dir: Path) ->
     if "gamma" not in results.row_factors:
         return None
     plt = _pyplot()
-    row_factors = results.info.get("rows") or ["dataset"]  # as the table's rows: dataset first
-    gamma_at = row_factors.index("gamma")
+    factors = table_row_factors(results.info)  # as the table's rows: dataset first
+    gamma_at = factors.index("gamma")
     lines: dict[tuple, dict[float, list[float]]] = {}  # table row without γ -> γ -> class means
     for key, classes in class_aurocs(results.info, results.rows).items():
         line = key[:gamma_at] + key[gamma_at + 1:]

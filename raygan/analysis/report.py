@@ -20,6 +20,7 @@ from raygan.core.atomic import write_text
 from raygan.core.errors import RayganError
 from raygan.engine.run_dir import CONFIG_FILE, selected_checkpoint
 from raygan.store.layout import BEST_CONFIG_FILE, trial_dir
+from raygan.store.manifest import table_row_factors
 from raygan.store.optuna_db import TUNE_TRIAL_ATTR, load_optuna_study
 from raygan.study import find_study
 
@@ -110,7 +111,7 @@ def report(study_dir: Path, fmt: str = "markdown", skip_damaged: bool = False, s
     parts = [render_grid(header, body, notes, fmt)]
     entries = verdict_rows(info, rows, study)
     if any(e["paper"] is not None for e in entries):  # digits and other sets without paper numbers: none
-        parts.append(render_verdicts(entries, info.get("rows") or ["dataset"], fmt))
+        parts.append(render_verdicts(entries, table_row_factors(info), fmt))
     if study is not None and study.versus is not None:
         head_to_head = versus_rows(info, rows, study.versus)
         if head_to_head:

@@ -11,6 +11,7 @@ import io
 import math
 import statistics
 
+from raygan.store.manifest import table_row_factors
 from raygan.study import Study
 
 
@@ -51,7 +52,7 @@ def class_aurocs(info: dict, rows: list[dict], metric: str = "auroc") -> dict[tu
     """Finished trials' test AUROC (%) by table row (its row factors' values), then by class: one
     value per seed. The table and the γ figure both average these. ``metric``: ``auroc`` (at the
     validation-selected epoch), ``auroc_best_test_optimistic`` or ``auroc_reconstruction``."""
-    row_factors = info.get("rows") or ["dataset"]
+    row_factors = table_row_factors(info)
     cells: dict[tuple, dict[int, list[float]]] = {}
     for r in rows:
         value = r.get(metric)
@@ -64,7 +65,7 @@ def class_aurocs(info: dict, rows: list[dict], metric: str = "auroc") -> dict[tu
 def grid_table(info: dict, rows: list[dict], study: Study | None,
                metric: str = "auroc") -> tuple[list[str], list[list], list[str]]:
     """(header, body rows of (text cells, numbers), notes) for a grid study."""
-    row_factors = info.get("rows") or ["dataset"]
+    row_factors = table_row_factors(info)
     order: dict[tuple, None] = {}
     for t in info.get("trial_list") or []:
         order.setdefault(tuple(t["factors"][f] for f in row_factors), None)

@@ -10,6 +10,7 @@ import math
 import statistics
 
 from raygan.analysis.tables import cell_text, class_aurocs, class_names, label, number_text
+from raygan.store.manifest import table_row_factors
 from raygan.study import Study
 
 
@@ -42,7 +43,7 @@ def verdict_rows(info: dict, rows: list[dict], study: Study | None) -> list[dict
     tolerance: max(VERDICT_POINTS, 2 standard errors over seeds), the SE from the class's own
     seeds, or the row's pooled seed SD for a class run with one seed; VERDICT_POINTS alone where
     the row has no class with two seeds."""
-    row_factors = info.get("rows") or ["dataset"]
+    row_factors = table_row_factors(info)
     selected = class_aurocs(info, rows, "auroc")
     optimistic = class_aurocs(info, rows, "auroc_best_test_optimistic")
     paper_table = study.paper if study is not None else None

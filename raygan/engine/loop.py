@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raygan.core.atomic import atomic_path, write_text
-from raygan.engine.checkpoints import load_checkpoint, save_checkpoint
-from raygan.core.config import RunConfig
-from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
-from raygan.data.splits import SplitTensors
 from raygan.compute.devices import configure_backends
 from raygan.compute.distributed import DistributedContext
+from raygan.core.atomic import atomic_path, write_text
+from raygan.core.config import RunConfig
 from raygan.core.errors import RayganError
+from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
+from raygan.data.splits import SplitTensors
+from raygan.engine.checkpoints import load_checkpoint, save_checkpoint
 from raygan.engine.evaluation import choose_threshold, detection_metrics
 from raygan.engine.run_dir import (
     CONFIG_FILE,

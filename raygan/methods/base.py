@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from raygan.compute.allocator import keep_freed_memory
-from raygan.core.config import LossConfig, ModelConfig, RunConfig, method_weight_names
 from raygan.compute.devices import Autocast, autocast, to_float
 from raygan.compute.distributed import DistributedContext
+from raygan.core.config import LossConfig, ModelConfig, RunConfig, method_weight_names
 from raygan.core.errors import ConfigError
-from raygan.models import build_discriminator, build_generator, dcgan_init
 from raygan.core.registry import Registry
+from raygan.models import build_discriminator, build_generator, dcgan_init
 
 Terms = dict[str, torch.Tensor]
 

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from raygan.core.config import RunConfig
-from raygan.data.splits import build_split, load_for_config
 from raygan.core.errors import ConfigError, RayganError
+from raygan.data.splits import build_split, load_for_config
 from raygan.engine.checkpoints import LAST
 from raygan.engine.run_dir import METRICS_FILE, RAY_DIR, last_checkpoint, run_summary, scalars
 from raygan.methods import METHODS

@@ -49,6 +49,11 @@ def study_info(study_dir: Path) -> dict:
     return info
 
 
+def table_row_factors(info: dict) -> list[str]:
+    """The factors a study's paper table puts in rows, the dataset first (study.json's "rows")."""
+    return info.get("rows") or ["dataset"]
+
+
 def write_manifest(study_dir: Path, manifest: dict) -> None:
     """Write study.json unless a readable one is there (a damaged one is written again, saying so)."""
     path = manifest_path(study_dir)

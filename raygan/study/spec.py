@@ -96,7 +96,7 @@ class Trial:
 @dataclass(frozen=True)
 class PaperTable:
     """The paper's reference numbers: (row factor values...) -> (mean, SD) in percent AUROC, where
-    the row is ``(dataset, *study.rows)``; SD is over classes (the paper's ±). ``per_class`` holds
+    the row is ``(dataset, *study.row_factors)``; SD is over classes (the paper's ±). ``per_class`` holds
     the row's class-by-class numbers where the table prints them (index = class)."""
 
     source: str
@@ -144,7 +144,7 @@ class Study:
     # Both receive the trial's factors: dataset, class_index and the study's factors (not the seed).
     where: Callable[[dict], bool] | None = None  # which factor combinations exist (paper's cells)
     configure: Callable[[dict], dict] | None = None  # factors -> config patch, beyond Factor.key
-    rows: tuple[str, ...] = ()  # factors the report puts in rows after the dataset
+    row_factors: tuple[str, ...] = ()  # factors the paper table (and the report) puts in rows after the dataset
     paper: PaperTable | None = None
     # Searches: define-by-run Optuna space (trial, profile) -> {name: constant}; sampled names
     # with a dot are config keys, others are recorded only.

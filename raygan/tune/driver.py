@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from raygan.core.errors import RayganError, first_line
 from raygan.raytrain.startup import check_resources, start_ray
 from raygan.store.layout import TUNE_DIR
 from raygan.store.provenance import log_driver
@@ -100,7 +101,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     with driving(context), quiet_missing_trial_results():
         samples = plan.samples
         if options.resume and restorable(study_dir):
-            tuner = tune.Tuner.restore(str(study_dir / TUNE_DIR), trainable=trainable, resume_errored=True)
+            tuner = _restore(study_dir, plan, trainable)
         else:
             if plan.study.is_search and options.resume:  # a copy of an export: no Tune experiment
                 samples = continue_search_without_tune_state(plan, study_dir, optuna)
@@ -120,6 +121,22 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     elif (ended := len(records_with_hash(study_dir, plan.study_hash))) < plan.samples:
         raise StudyInterrupted(f"{plan.samples - ended} of {plan.samples} samples not ended")
     return study_dir
+
+
+def _restore(study_dir: Path, plan: Plan, trainable):
+    """The interrupted Tune experiment. Tune pickled raygan's trainable, recorder, searcher and
+    scheduler by module path: one written by a raygan whose modules had other paths cannot be
+    unpickled, and is continued from an export instead (the records and checkpoints stay valid)."""
+    from ray import tune
+
+    try:
+        return tune.Tuner.restore(str(study_dir / TUNE_DIR), trainable=trainable, resume_errored=True)
+    except (ModuleNotFoundError, AttributeError) as exc:
+        raise RayganError(
+            f"--resume: the Tune experiment in {study_dir / TUNE_DIR} was written by another version of raygan "
+            f"({first_line(exc)}); continue from an export: `raygan study export {study_dir} --out COPY`, copy COPY "
+            f"to <new storage>/{plan.study.name} and --resume there"
+        ) from None
 
 
 def _check_trial_resources(options: RunOptions) -> None:

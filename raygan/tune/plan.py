@@ -69,7 +69,7 @@ class Plan:
             "study_hash": self.study_hash,
             "kind": "search" if self.study.is_search else "grid",
             "trials": len(self.trials) if not self.study.is_search else self.samples,
-            "rows": ["dataset", *self.study.rows],
+            "rows": ["dataset", *self.study.row_factors],
             "trial_list": [t.as_dict() for t in self.trials] if self.trials else None,
             "base": self.base.as_dict() if self.base else None,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},

@@ -25,6 +25,7 @@ from pathlib import Path
 from raygan.core.config import RunConfig
 from raygan.core.errors import ConfigError, RayganError
 from raygan.engine.run_dir import METRICS_FILE, last_checkpoint, run_summary, scalars
+from raygan.engine.tensorboard import hparam_values
 from raygan.store.layout import trial_dir
 from raygan.store.manifest import manifest_path
 from raygan.store.records import read_record
@@ -87,7 +88,7 @@ def run_trial(tune_config: dict, setup: TrialSetup) -> None:
             reported.append(record["epoch"])
             tune.report({**scalars(record), **run_summary(metrics), "epochs_done": record["epoch"] + 1, **identity})
 
-        result = train(cfg, out_dir=out_dir, on_epoch_end=on_epoch_end, device=device, hparams=as_hparams(factors))
+        result = train(cfg, out_dir=out_dir, on_epoch_end=on_epoch_end, device=device, hparams=hparam_values(factors))
         if not reported:  # restored after it had finished: report the end state once
             last = result["history"][-1]
             tune.report({**scalars(last), **run_summary(result), "epochs_done": last["epoch"] + 1, **identity})
@@ -140,11 +141,7 @@ def _run_ddp(cfg: RunConfig, out_dir: Path, setup: TrialSetup, factors: dict, id
         cpus_per_worker=setup.cpus_per_worker,
         threads=max(1, int(setup.cpus_per_worker)),
         callbacks=[TuneReportCallback()],
-        hparams=as_hparams(factors),
+        hparams=hparam_values(factors),
         extra_metrics={"trial_key": identity["trial_key"], "hostname": identity["hostname"]},
     )
 
-
-def as_hparams(factors: dict) -> dict:
-    """A trial's factors as TensorBoard HParams values (numbers, text and flags; anything else as text)."""
-    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in factors.items()}
