@@ -31,7 +31,8 @@ from raygan.core.config import RunConfig
 from raygan.data.prepared import PreparedData
 from raygan.engine.loop import load_split_tensors, train
 from raygan.study import Factor, Profile, Study, expand, study_hash
-from raygan.tune.driver import Plan, RunOptions, run_plan
+from raygan.tune.driver import run_plan
+from raygan.tune.plan import Plan, RunOptions
 
 
 def base(dataset: str) -> dict:

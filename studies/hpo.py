@@ -7,9 +7,8 @@ stops weak trials early on epochs.
     python studies/hpo.py --profile paper --datasets cifar10 --classes 3
 """
 
-from raygan.study.spaces import agad_space
 from raygan.study import CPU_EPOCHS, CPU_TRAIN, Profile, Study
-from raygan.cli.study import main
+from raygan.study.spaces import agad_space
 
 
 STUDY = Study(
@@ -42,4 +41,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

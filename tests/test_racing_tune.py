@@ -20,12 +20,12 @@ optuna = pytest.importorskip("optuna")
 
 from ray.tune.schedulers import TrialScheduler  # noqa: E402
 
-from raygan.tune import driver as tuning  # noqa: E402
+from raygan.store.records import write_record  # noqa: E402
+from raygan.study.racing import RacingRule  # noqa: E402
+from raygan.tune.context import DriverContext, TrialSetup, driving  # noqa: E402
 from raygan.tune.racing import (  # noqa: E402
     INSTANCE, INSTANCE_VALUE, INSTANCES_DONE, MEAN_VALUE, InstanceOptunaSearch, RacingScheduler, driver_records,
 )
-from raygan.study.racing import RacingRule  # noqa: E402
-from raygan.tune.driver import write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE = RacingRule(test="t", p_value=0.1, min_instances=3)
@@ -112,19 +112,19 @@ def decide(scheduler, trial_id: str, instance: int, value: float) -> str:
                                                    INSTANCES_DONE: instance + 1})
 
 
-def test_a_restored_scheduler_races_new_trials_against_the_recorded_incumbent(tmp_path, monkeypatch):
+def test_a_restored_scheduler_races_new_trials_against_the_recorded_incumbent(tmp_path):
     """Tune brings the scheduler back as it was pickled when the search began (an empty race);
     it fills the race from the study's records before the first trial, so a trial that is clearly
     worse than the recorded incumbent is still stopped at its third instance."""
     (tmp_path / "rows").mkdir()
     write_record(tmp_path, record("inc", [0.90, 0.70, 0.80, 0.85]))
     write_record(tmp_path, {**record("other", [0.99] * 4), "study_hash": "another search"})
-    monkeypatch.setitem(tuning._DRIVER, "study_dir", tmp_path)
-    monkeypatch.setitem(tuning._DRIVER, "study_hash", "h")
+    context = DriverContext(study_dir=tmp_path, study_hash="h", plan_info={}, setup=TrialSetup("search", str(tmp_path)))
     restored = pickle.loads(pickle.dumps(RacingScheduler(RULE, records=driver_records)))
     worse = [0.84, 0.66, 0.74]
-    assert [decide(restored, "new", i, v) for i, v in enumerate(worse)] == [
-        TrialScheduler.CONTINUE, TrialScheduler.CONTINUE, TrialScheduler.STOP]
+    with driving(context):  # the scheduler reads the driver running now, not its pickled state
+        decisions = [decide(restored, "new", i, v) for i, v in enumerate(worse)]
+    assert decisions == [TrialScheduler.CONTINUE, TrialScheduler.CONTINUE, TrialScheduler.STOP]
     assert restored.race.incumbent() == "inc" and restored.race.values("inc") == {0: 0.90, 1: 0.70, 2: 0.80, 3: 0.85}
     assert restored.rejected["new"].shared == (0, 1, 2)
     empty = pickle.loads(pickle.dumps(RacingScheduler(RULE, records=None)))  # without the records
@@ -138,8 +138,11 @@ def test_a_search_over_instances_keeps_every_instance_value_in_its_records_and_o
     per completed instance at step = instance index."""
     from raygan.study import Profile, Study, search_instances, study_hash
     from raygan.study.spaces import SEARCH_SPACES
-    from raygan.tune.driver import INSTANCES_FILE, TRIALS_DIR, Plan, RunOptions, run_plan, study_records
-    from raygan.tune.optuna_storage import default_url, optuna_study_name
+    from raygan.store.layout import INSTANCES_FILE, instance_dir, trial_dir
+    from raygan.store.optuna_db import default_url, optuna_study_name
+    from raygan.store.records import records_with_hash
+    from raygan.tune.driver import run_plan
+    from raygan.tune.plan import Plan, RunOptions
 
     study = Study(name="instances", reproduces="test", caption="", base={"method": "autoencoder"},
                   search_space=SEARCH_SPACES.get("autoencoder"),
@@ -149,7 +152,7 @@ def test_a_search_over_instances_keeps_every_instance_value_in_its_records_and_o
     plan = Plan(study, "smoke", study_hash(study, "smoke", list(instances), 2), base=instances[0], samples=2, epochs=1,
                 instances=instances)
     study_dir = run_plan(plan, RunOptions(storage=tmp_path, address=ray_cluster, max_concurrent=1))
-    records = study_records(study_dir, plan.study_hash)
+    records = records_with_hash(study_dir, plan.study_hash)
     assert len(records) == 2
     ot = optuna.load_study(study_name=optuna_study_name("instances", plan.study_hash),
                            storage=optuna.storages.RDBStorage(default_url(study_dir)))
@@ -162,10 +165,10 @@ def test_a_search_over_instances_keeps_every_instance_value_in_its_records_and_o
         assert record["status"] == ("finished" if len(done) == 3 else "stopped")
         mean = sum(d["auroc_val"] for d in done) / len(done)
         assert record["metrics"]["auroc_val"] == pytest.approx(mean) and record["metrics"]["instances_done"] == len(done)
-        run_dir = study_dir / TRIALS_DIR / record["trial_key"]
+        run_dir = trial_dir(study_dir, record["trial_key"])
         assert (run_dir / INSTANCES_FILE).exists()
         for d in done:  # each instance trained from scratch on its own data set, class and seed
-            saved = json.loads((run_dir / f"i{d['instance']}-{d['key']}" / "config.json").read_text())
+            saved = json.loads((instance_dir(run_dir, d["instance"], d["key"]) / "config.json").read_text())
             assert (saved["data"]["class_index"], saved["data"]["seed"]) == (d["class_index"], d["seed"])
         trial = by_tune_id[record["trial_id"]]
         assert trial.intermediate_values == pytest.approx({d["instance"]: d["auroc_val"] for d in done})

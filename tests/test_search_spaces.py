@@ -8,8 +8,8 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from raygan.core.config import RunConfig  # noqa: E402
-from raygan.study.spaces import GANOMALY_LATENT_SIZES, SEARCH_SPACES  # noqa: E402
 from raygan.study import Profile, Study, apply_sampled, search_base, validated  # noqa: E402
+from raygan.study.spaces import GANOMALY_LATENT_SIZES, SEARCH_SPACES  # noqa: E402
 
 PROFILES = {
     "gamma 0": Profile(datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), factors={}),

@@ -22,7 +22,9 @@ from collections.abc import Callable
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from raygan.store.records import records_with_hash
 from raygan.study.racing import Comparison, Race, RacingRule
+from raygan.tune.context import current_driver
 from raygan.tune.optuna_storage import TrackedOptunaSearch
 
 INSTANCE = "instance"  # index of the instance in the search's fixed order
@@ -35,19 +37,18 @@ RECORD_VALUE = "auroc_val"
 
 
 def driver_records() -> list[dict]:
-    """The ended trials of the search the driver running now continues (none for a new one)."""
-    from raygan.tune.driver import _DRIVER, study_records
-
-    if _DRIVER.get("study_dir") is None:
+    """The ended trials of the search the driver running now continues (none outside a driver)."""
+    driver = current_driver()
+    if driver is None:
         return []
-    return study_records(_DRIVER["study_dir"], _DRIVER.get("study_hash"))
+    return records_with_hash(driver.study_dir, driver.study_hash)
 
 
 class RacingScheduler(FIFOScheduler):
     """FIFO placement; STOP for a trial whose configuration the race rejects. ``records`` returns
-    the study's records to fill the race from once per driver (default: the running driver's study
-    directory, read when the first trial is added: a study directory may have moved since the
-    experiment was pickled)."""
+    the study's records to fill the race from once per driver (default: those of the driver running
+    now, raygan.tune.context, read when the first trial is added: a study directory may have moved
+    since the experiment was pickled)."""
 
     # Every report must reach on_trial_result: a buffered one would skip an instance of the race.
     _supports_buffered_results = False
