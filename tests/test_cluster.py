@@ -168,6 +168,62 @@ def test_an_unreachable_address_fails_in_seconds_with_one_line(tmp_path, address
     assert not (tmp_path / "bn_ablation").exists()  # nothing to --resume from a run that never joined Ray
 
 
+def stale_ray_tmpdir() -> tuple[Path, str]:
+    """A Ray temp dir of the test's own (RAY_TMPDIR, never the machine's) whose
+    `ray_current_cluster` names a GCS that is gone, as a head ended without `ray stop` leaves it."""
+    tmpdir = Path(tempfile.mkdtemp(prefix="rg-stale-"))  # short: Ray's socket paths go below it
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    (tmpdir / "ray").mkdir()
+    (tmpdir / "ray" / "ray_current_cluster").write_text(dead + "\n")
+    return tmpdir, dead
+
+
+def test_a_local_start_ignores_a_dead_cluster_left_in_rays_temp_dir(monkeypatch):
+    """ray.init() without an address joins the cluster recorded in Ray's temp dir and waits on a
+    dead one for minutes (measured: still waiting after 60 s); raygan's local start does not read
+    that record and starts a Ray of its own in seconds."""
+    from raygan.raytrain.startup import ray_init_address
+
+    tmpdir, dead = stale_ray_tmpdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_TMPDIR"] = str(tmpdir)
+    probe = ("import ray\nfrom raygan.raytrain.startup import start_ray\nstart_ray(None)\n"
+             "print('gcs', ray.get_runtime_context().gcs_address, flush=True)\nray.shutdown()\n")
+    process = subprocess.Popen([sys.executable, "-c", probe], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=150)  # a start takes 10-30 s here; a dead GCS, minutes
+    finally:
+        stop_processes(session_pids(process.pid, tmpdir))
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert process.returncode == 0, out[-3000:]
+    (line,) = [line for line in out.splitlines() if line.startswith("gcs ")]
+    assert line.split()[1].rpartition(":")[2] != dead.rpartition(":")[2]  # a Ray of its own
+    assert "raygan: local Ray up" in out
+    # the rule itself (every driver starts or joins Ray through start_ray)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_init_address(None) == "local" and ray_init_address("local") == "local"
+    assert ray_init_address("auto") == "auto" and ray_init_address("10.0.0.1:6379") == "10.0.0.1:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # a job's driver on a cluster: join it
+    assert ray_init_address(None) is None
+
+
+def test_address_auto_naming_a_dead_cluster_fails_in_seconds_with_one_line(tmp_path):
+    tmpdir, dead = stale_ray_tmpdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_TMPDIR"] = str(tmpdir)
+    started = time.time()
+    try:
+        run = subprocess.run([sys.executable, "studies/bn_ablation.py", "--address", "auto", "--storage",
+                              str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert run.returncode == 2 and time.time() - started < 60, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()], run.stderr
+    assert f"--address auto: {tmpdir}/ray/ray_current_cluster names the Ray cluster at {dead}" in run.stderr
+    assert "delete it if that cluster is gone" in run.stderr and not (tmp_path / "bn_ablation").exists()
+
+
 def test_a_local_ray_that_does_not_start_is_one_line_and_stops_what_started(tmp_path, monkeypatch):
     """ray.init of a local Ray raising what Ray 2.60 raises when its raylet does not register in
     30 s (seen here on a loaded machine, and under `nice`): the study says so in one line, leaves
