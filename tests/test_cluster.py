@@ -137,6 +137,72 @@ def test_cluster_yaml_is_secure_by_default_and_commented():
             assert any(c.startswith("# Change:") for c in comment), f"cluster.yaml: {line} has no '# Change:' comment"
 
 
+def load_onprem_yaml() -> dict:
+    return yaml.safe_load((ROOT / "cluster-onprem.yaml").read_text())
+
+
+def test_onprem_yaml_passes_rays_schema_offline():
+    """The on-premise config (Ray's local provider) through the same offline check; its launch
+    for real is tests/test_onprem_cluster.py."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = load_onprem_yaml()
+    prepared = prepare_config(copy.deepcopy(raw))
+    validate_config(prepared)
+    assert prepared["provider"]["type"] == "local"
+    (node_type,) = prepared["available_node_types"].values()  # Ray's one type for listed servers
+    assert node_type["min_workers"] == node_type["max_workers"] == len(raw["provider"]["worker_ips"])
+
+    import jsonschema
+
+    for broken in ({**raw, "max_worker": 2}, {**raw, "auth": {**raw["auth"], "ssh_usr": "x"}},
+                   {**raw, "file_mounts_sync_continuously": "no"}):
+        with pytest.raises((jsonschema.ValidationError, ValueError)):
+            validate_config(prepare_config(copy.deepcopy(broken)))
+
+
+def test_onprem_yaml_runs_one_environment_the_ray_version_here_and_is_secure():
+    import ray
+
+    cfg = load_onprem_yaml()
+    text = (ROOT / "cluster-onprem.yaml").read_text()
+    setup = cfg["setup_commands"]
+    # one environment per node, first on the PATH of the login shells Ray runs commands in
+    assert any("python3 -m venv ~/raygan-env" in c for c in setup)
+    assert any("~/raygan-env/bin/pip install" in c and "-e ~/raygan" in c for c in setup)
+    assert any(">> ~/.bashrc" in c and 'export PATH="$HOME/raygan-env/bin:$PATH"' in c for c in setup)
+    assert cfg["file_mounts"] == {"~/raygan": ".", "~/.ray/auth_token": "~/.ray/auth_token"}
+    requirement = ray_requirement()
+    pins = re.findall(r"ray\[([a-z,]+)\]==([0-9][0-9.]*)", " ".join(setup))
+    assert pins, "setup_commands must pin Ray to the version that drives the cluster"
+    for extras, version in pins:
+        assert set(extras.split(",")) == requirement.extras and requirement.specifier.contains(version)
+        assert version == ray.__version__, (
+            f"cluster-onprem.yaml installs Ray {version} but this environment has {ray.__version__}")
+
+    starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token ray start" in c for c in starts if "ray start" in c)
+    assert any("--dashboard-host=127.0.0.1" in c for c in cfg["head_start_ray_commands"])
+    assert any("RAY_enable_autoscaler_v2=0 RAY_AUTH_MODE=token ray start --head" in c for c in cfg["head_start_ray_commands"])
+    assert "RAY_AUTH_MODE=disabled" not in text and "0.0.0.0" not in text
+
+    # every top-level block says what to change, and so does every value a user fills in
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[a-z_]+:", line):
+            above = []
+            for previous in reversed(lines[:i]):
+                if not previous.startswith("#"):
+                    break
+                above.append(previous)
+            assert any(c.startswith("# Change:") for c in above), f"cluster-onprem.yaml: {line} has no '# Change:'"
+    for key in ("head_ip:", "worker_ips:", "ssh_user:", "ssh_private_key:"):
+        (line,) = [line for line in lines if line.strip().startswith(key)]
+        assert "# Change:" in line, line
+    (storage,) = [i for i, line in enumerate(lines) if "/mnt/raygan-studies" in line and not line.startswith("#")]
+    assert "Change: where the shared study storage" in " ".join(lines[storage - 3:storage])
+
+
 def test_ray_start_head_refuses_token_mode_without_a_token(tmp_path):
     """Why cluster.yaml starts Ray with RAY_AUTH_MODE=token: without it `ray start --head` turns
     authentication on only if a token file exists, and otherwise starts an open cluster."""
