@@ -28,13 +28,14 @@ def start_ray(address: str | None, stops_with: str | None = "this study", log_to
         return
     check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    local = address in (None, "local") and not os.environ.get("RAY_ADDRESS")
+    target = ray_init_address(address)
+    local = target == "local"
     if local and stops_with:
         print(f"raygan: starting a local Ray (it stops with {stops_with})", file=sys.stderr, flush=True)
     try:
         with quiet_ray_start(local):
             context = ray.init(
-                address=address,
+                address=target,
                 runtime_env={"env_vars": env} if env else None,
                 log_to_driver=log_to_driver,
                 configure_logging=False,
@@ -66,9 +67,21 @@ def start_ray(address: str | None, stops_with: str | None = "this study", log_to
             print(f"raygan: local Ray up ({cpus:g} CPUs{dashboard})", file=sys.stderr, flush=True)
 
 
+def ray_init_address(address: str | None) -> str | None:
+    """What to pass ray.init: "local" (always a new Ray of this driver's own) where neither the
+    address nor RAY_ADDRESS names a cluster. ray.init(None) would first join the cluster named in
+    Ray's temp dir (`ray_current_cluster`, written by `ray start`, left behind by a head that ended
+    without `ray stop`): another user's, or a dead one whose GCS it waits on for minutes."""
+    if address == "local" or (address is None and not os.environ.get("RAY_ADDRESS")):
+        return "local"
+    return address
+
+
 def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     """Fail in seconds, with the address in the message, where ray.init would retry an unreachable
     host:port for minutes."""
+    if address == "auto" and not os.environ.get("RAY_ADDRESS"):
+        _check_recorded_cluster(timeout)
     if address in (None, "auto", "local"):
         return  # ray.init finds (or starts) a cluster itself and fails fast when 'auto' finds none
     scheme, _, hostport = address.rpartition("://")
@@ -84,6 +97,31 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
         raise RayganError(
             f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one with "
             f"`ray start --head`, or pass the head node's address"
+        ) from None
+
+
+def _check_recorded_cluster(timeout: float) -> None:
+    """--address auto joins the cluster that `ray start` last recorded in Ray's temp dir; a head
+    that ended without `ray stop` leaves that record naming a dead GCS, where ray.init would wait
+    for minutes."""
+    from pathlib import Path
+
+    from ray._common.utils import get_ray_address_file  # Ray's own path ($RAY_TMPDIR/ray/...)
+
+    path = Path(get_ray_address_file(None))
+    try:
+        recorded = path.read_text().strip()
+    except OSError:
+        return  # no record: Ray looks for a running GCS itself
+    host, _, port = recorded.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise RayganError(
+            f"--address auto: {path} names the Ray cluster at {recorded}, which does not answer ({reason}); "
+            f"a head stopped without `ray stop` leaves this file: delete it if that cluster is gone, or pass "
+            f"the head's address"
         ) from None
 
 
