@@ -118,7 +118,7 @@ def _studies() -> list[str]:
 
 
 def render() -> str:
-    from raygan.cli import build_parser
+    from raygan.cli.main import build_parser
 
     lines = _section("raygan", "", build_parser()) + _studies()
     return HEADER + "\n" + "\n".join(lines).rstrip("\n") + "\n"

@@ -29,7 +29,7 @@ def test_cli_reference_is_generated_from_the_parsers():
 
 
 def test_cli_reference_lists_every_command_and_flag():
-    from raygan.cli import build_parser
+    from raygan.cli.main import build_parser
 
     text = (ROOT / "docs" / "reference" / "cli.md").read_text()
     train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
@@ -39,6 +39,43 @@ def test_cli_reference_lists_every_command_and_flag():
                 assert f"`{flag}" in text, flag
     for command in ("raygan data split", "raygan study run", "raygan study export", "raygan report"):
         assert f"## {command}\n" in text
+
+
+def test_help_names_every_environment_variable_raygan_reads():
+    from inprocess import raygan
+
+    read = set()
+    for path in [*(ROOT / "raygan").rglob("*.py"), *(ROOT / "studies").glob("*.py")]:
+        text = path.read_text()
+        read |= set(re.findall(r"\b(RAYGAN_[A-Z_]+)\b", text))
+    read.add("RAY_worker_niceness")  # Ray's, which raygan passes on to the local Ray it starts
+    out = raygan("--help").stdout
+    assert read and all(name in out for name in read), sorted(n for n in read if n not in out)
+    study = raygan("study", "run", "--help").stdout
+    assert "RAYGAN_PROGRESS_SECONDS" in study and "RAY_worker_niceness" in study
+
+
+def test_study_run_help_lists_the_named_study_profiles():
+    from inprocess import raygan
+
+    from raygan.study import load_studies
+
+    result = raygan("study", "run", "bn_ablation", "--help")
+    assert result.returncode == 0
+    for name, profile in load_studies().get("bn_ablation").profiles.items():
+        assert f"  {name}: {profile.description}" in result.stdout
+    assert "examples:" in result.stdout and "raygan study run bn_ablation --profile smoke" in result.stdout
+    unnamed = raygan("study", "run", "--help").stdout
+    assert "studies: " in unnamed and "bn_ablation" in unnamed and "\nprofiles:\n" not in unnamed
+
+
+def test_train_help_says_whose_default_applies():
+    from inprocess import raygan
+
+    out = raygan("train", "--help").stdout
+    assert "(default: None)" not in out
+    assert "default: the method's own" in out.replace("\n", " ").replace("  ", " ")
+    assert "examples:" in out
 
 
 def test_results_report_tables_come_from_results():
@@ -73,6 +110,19 @@ def test_results_report_rejects_a_block_without_a_folder(tmp_path):
     with pytest.raises(SystemExit, match="nope-cpu"):
         module.render("<!-- generated: report nope-cpu -->\n<!-- end generated: report nope-cpu -->\n",
                       tmp_path / "results")
+
+
+def test_parquet_schema_page_names_every_column():
+    """docs/reports.md documents every column the committed Parquet files have."""
+    import pyarrow.parquet as pq
+
+    page = (ROOT / "docs" / "reports.md").read_text()
+    prefixes = ("factor.", "data.", "model.", "loss.", "train.", "loss_")
+    for name in ("results.parquet", "curves.parquet"):
+        for path in sorted((ROOT / "results").glob(f"*/{name}")):
+            for column in pq.read_schema(path).names:
+                if not column.startswith(prefixes):
+                    assert f"`{column}`" in page, f"{path.relative_to(ROOT)}: column {column} is not in docs/reports.md"
 
 
 def test_readme_is_short_and_starts_with_the_set_up_commands():

@@ -27,7 +27,7 @@ METRIC_TITLES = {
     "auroc": "test AUROC (%) at the validation-selected epoch",
     "auroc_reconstruction": "test AUROC (%) of one score for every method, ‖x − G(x)‖₂, at the validation-selected epoch",
 }
-# The verdict rule (README, "Reading the verdict"): a paper cell is reproduced when ours is at most
+# The verdict rule (docs/reports.md, "The verdict rule"): a paper cell is reproduced when ours is at most
 # VERDICT_POINTS below it, or within two standard errors over seeds where we ran several.
 VERDICT_POINTS = 1.0
 
