@@ -85,7 +85,7 @@ def trial_shape(config: dict) -> TrialShape:
         per_class *= len(DATASETS.get(cfg.data.dataset).class_names) - 1
     # An epoch is one pass over the normals in batches of B − m normals and m labelled anomalies,
     # m ≥ 32 whenever there are any (papers/004 §3.3.2): on a small set such as digits that more
-    # than doubles the images trained per epoch (the old estimate's main miss, issue 17).
+    # than doubles the images trained per epoch (what an estimate of one pass over the normals missed).
     normals = per_class * (1 - cfg.data.val_fraction)
     batch = cfg.train.batch_size
     anomalies = normals * cfg.data.anomaly_fraction / max(1e-9, 1 - cfg.data.anomaly_fraction)

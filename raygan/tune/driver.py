@@ -623,7 +623,7 @@ def study_hashes(manifest: dict) -> set[str]:
 
 def tune_concurrency(plan: Plan, max_concurrent: int | None) -> int | None:
     """The max_concurrent_trials Tune gets: searches default to 1, so that a seeded TPE search is
-    reproducible (with more, its suggestions depend on completion order; RAY_NOTES); grids to no limit."""
+    reproducible (with more, its suggestions depend on completion order); grids to no limit."""
     return (max_concurrent or 1) if plan.study.is_search else max_concurrent
 
 
@@ -814,7 +814,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
         "cpus_per_worker": options.cpus_per_worker,
     }
     if options.workers_per_trial:
-        # The trial only drives its trainer; its workers hold the CPUs (RAY_NOTES: default
+        # The trial only drives its trainer; its workers hold the CPUs (Ray's default
         # accounting of 1 CPU per trial plus 1 per worker deadlocks on 2 CPUs).
         resources = {"cpu": 0.1}
     else:
