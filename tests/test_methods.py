@@ -230,7 +230,7 @@ def test_resolved_config_records_the_paper_defaults():
 def test_cpu_methods_use_fused_adam_and_keep_freed_memory():
     import platform
 
-    from raygan import allocator
+    from raygan.engine import allocator
 
     method = method_for("agad")
     assert all(opt.defaults["fused"] for opt in method.optimizers().values())
