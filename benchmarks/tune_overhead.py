@@ -19,7 +19,8 @@ from pathlib import Path
 from raygan.core.config import RunConfig
 from raygan.engine.loop import train
 from raygan.study import Factor, Profile, Study, expand, study_hash
-from raygan.tune.driver import Plan, RunOptions, run_plan
+from raygan.tune.driver import run_plan
+from raygan.tune.plan import Plan, RunOptions
 
 # A trial that trains almost nothing: what remains of its wall time is overhead.
 BASE = {"method": "autoencoder", "model": {"backbone": "naive", "latent_size": 8},

@@ -9,7 +9,6 @@ stops weak trials early on epochs.
 
 from raygan.core.config import CONTEXTUAL_ADVERSARIAL_WRAPS
 from raygan.study import CPU_EPOCHS, CPU_TRAIN, Profile, Study
-from raygan.cli.study import main
 
 
 def space(trial, profile: Profile) -> dict | None:
@@ -65,4 +64,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from raygan.core.errors import ConfigError
 from raygan.study import CPU_EPOCHS, CPU_TRAIN, SMOKE_TRAIN, Factor, Profile, Study
-from raygan.cli.study import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_ENV = "RAYGAN_CONFIRM_CONFIG"
@@ -69,7 +68,7 @@ STUDY = Study(
     caption=__doc__.split("\n\n")[0],
     base={"data": {"anomaly_fraction": 0.0}},
     factors=(Factor("method", ("agad", "ganomaly"), key="method", label="Method"),),
-    rows=("method",),
+    row_factors=("method",),
     versus=("method", "agad", "ganomaly"),
     profiles={
         "smoke": Profile(
@@ -94,4 +93,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

@@ -24,7 +24,6 @@ from raygan.study import (
     naive_agad,
     parse_paper_cell,
 )
-from raygan.cli.study import main
 
 METHODS = ("agad", "ganomaly", "skip_ganomaly", "autoencoder")
 # Footnote 4 of Table 1: MNIST "trained with naive encoder-decoder than UNet++". The offline
@@ -89,7 +88,7 @@ STUDY = Study(
     base={"data": {"anomaly_fraction": 0.0}},
     factors=(Factor("method", METHODS, key="method", label="Method"),),
     configure=agad_generator,
-    rows=("method",),
+    row_factors=("method",),
     versus=("method", "agad", "ganomaly"),  # the reproduction's question: does AGAD beat GANomaly here?
     profiles={
         "smoke": Profile(
@@ -116,4 +115,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

@@ -7,91 +7,21 @@ never as a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import typing
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
-from raygan.core.config import ConfigSection, DataConfig
+from raygan.cli.config_flags import add_config_arguments, config_from_args, config_values_from_args
+from raygan.core.config import DataConfig
+from raygan.core.dicts import deep_merge
 from raygan.core.errors import RayganError
 
-# Short spellings used in the papers and the issues, kept beside the field names.
-FLAG_ALIASES = {"class_index": ["--class"], "anomaly_fraction": ["--gamma"]}
-SECTION_SEP = "__"
-# Config sections whose unset fields the method fills with its own (paper) defaults.
-METHOD_DEFAULTED = ("model", "loss", "train")
 # Imported only by the Ray layers (DDP, Tune studies): a bare GPU box can train without them.
 OPTIONAL_DEPENDENCIES = {
     "ray": "pip install 'ray[default,tune,train]' (or train without --workers)",
     "optuna": "pip install optuna",
 }
-
-
-def add_config_arguments(
-    parser: argparse.ArgumentParser, section: type[ConfigSection], prefix: str = "", skip=()
-) -> None:
-    """One flag per config field (nested sections flattened), with the field's help text.
-
-    Unset flags stay None, so only what the user typed overrides the defaults or --config file.
-    """
-    hints = typing.get_type_hints(section)
-    for f in dataclasses.fields(section):  # type: ignore[arg-type]
-        if f.name in skip:
-            continue
-        kind = hints[f.name]
-        dest = f"{prefix}{SECTION_SEP}{f.name}" if prefix else f.name
-        if dataclasses.is_dataclass(kind):
-            group = parser.add_argument_group(f.name, kind.__doc__)
-            add_config_arguments(group, kind, dest, skip)
-            continue
-        names = ["--" + f.name.replace("_", "-"), *FLAG_ALIASES.get(f.name, [])]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f.metadata.get("help", "")
-        if default is not None:
-            help_text = f"{help_text} (default: {default})"
-        elif "default" not in help_text:
-            # unset: the method fills in its own paper default (model, loss, train); data fields stay unset
-            help_text += " (default: the method's own)" if prefix in METHOD_DEFAULTED else " (default: unset)"
-        if kind is bool or kind == (bool | None):
-            parser.add_argument(
-                *names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-            continue
-        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
-        parser.add_argument(
-            *names, dest=dest, type=base if base in (int, float) else str, default=None,
-            choices=f.metadata.get("choices"), metavar=f.name.upper(), help=help_text,
-        )
-
-
-def config_values_from_args(args: argparse.Namespace) -> dict:
-    """The flags the user set, as a nested dict (``data__seed`` -> {"data": {"seed": ...}})."""
-    values: dict = {}
-    for dest, value in vars(args).items():
-        if value is None or dest in ("handler", "command") or dest.startswith("_"):
-            continue
-        parts = dest.split(SECTION_SEP)
-        node = values
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return values
-
-
-def config_from_args(section: type[ConfigSection], args: argparse.Namespace, prefix: str, **fixed):
-    names = {f.name for f in dataclasses.fields(section)}  # type: ignore[arg-type]
-    values = {k: v for k, v in config_values_from_args(args).items() if k in names}
-    values.update(fixed)
-    return section.from_dict(values, prefix)
-
-
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
@@ -194,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for flag, protocol in (("_normal_class", "normal_class"), ("_anomaly_class", "anomaly_class")):
         if getattr(args, flag) is not None:
             flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
-    cfg = RunConfig.from_dict(merge(values, flags))
+    cfg = RunConfig.from_dict(deep_merge(values, flags))
     out = Path(args._out) if args._out else None
 
     def announce(method) -> None:
@@ -225,7 +155,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if args._sync_bn or args._gpus_per_worker:
             raise RayganError("--sync-bn and --gpus-per-worker apply to distributed runs: add --workers N")
-        from raygan.engine.devices import resolve_device
+        from raygan.compute.devices import resolve_device
 
         device = resolve_device(args._device or "auto")
         result = train(cfg, out_dir=out, progress=args._progress, device=device, on_start=announce)
@@ -319,9 +249,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     sys.stdout.write(report(Path(args.study_dir), args.format, args.skip_damaged, same_score=args.same_score))
     if args.figures:
-        from raygan.analysis.report import figures
+        from raygan.analysis.figures import write_figures
 
-        for path in figures(Path(args.study_dir), Path(args.figures)):
+        for path in write_figures(Path(args.study_dir), Path(args.figures)):
             print(f"figure: {path}", file=sys.stderr)
     return 0
 

@@ -25,7 +25,7 @@ from raygan.study import (
     search_base,
     study_hash,
 )
-from raygan.tune.driver import Plan, RunOptions, run_plan, study_dir_for
+from raygan.tune.plan import Plan, RunOptions, study_dir_for
 
 DEFAULT_STORAGE = "~/raygan-studies"
 
@@ -200,9 +200,10 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
 
 
 def run(study: Study, args: argparse.Namespace) -> int:
-    from raygan.analysis.report import report
     from raygan.analysis.parquet import write_results
-    from raygan.tune.driver import read_records
+    from raygan.analysis.report import report
+    from raygan.store.records import read_records
+    from raygan.tune.driver import run_plan
 
     plan = make_plan(study, args)
     if args.dry_run:

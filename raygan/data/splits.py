@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from raygan.core.config import DataConfig
+from raygan.core.errors import ConfigError
 from raygan.data.datasets import ImageDataset, load_dataset, to_model_input
 from raygan.data.splitmix import keyed_order
-from raygan.core.errors import ConfigError
 
 NORMAL, ANOMALOUS = 0, 1
 

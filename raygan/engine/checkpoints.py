@@ -7,11 +7,11 @@ with ``torch.load(..., weights_only=True)`` (no pickle of arbitrary objects). Wr
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from raygan.core.atomic import atomic_path
 from raygan.core.errors import RayganError
 
 FORMAT_VERSION = 1
@@ -20,10 +20,8 @@ SELECTED = "selected.pt"
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT_VERSION, **state}, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:
