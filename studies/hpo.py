@@ -24,7 +24,7 @@ STUDY = Study(
             overrides={"data": {"anomaly_fraction": 0.1}, "train": {"batch_size": 64}},
             description="offline digits, class 3, γ = .1, naive generator, 4 trials of up to 2 epochs",
         ),
-        # Bag, GANomaly's widest lead over AGAD on Fashion-MNIST (README): is there an AGAD that
+        # Bag, GANomaly's widest lead over AGAD on Fashion-MNIST (results/README.md): is there an AGAD that
         # beats it, chosen on validation? The naive generator keeps 40 trials within ~1.5 h.
         "cpu": Profile(
             datasets=("fashion_mnist",), classes={"fashion_mnist": (8,)}, seeds=(0,), epochs=CPU_EPOCHS, samples=40,

@@ -77,7 +77,7 @@ STUDY = Study(
             description="offline digits class 3, the cpu search's AGAD vs GANomaly, 3 seeds, 10 epochs: 6 trials",
         ),
         # Pullover, Shirt and Bag: three of the four classes where GANomaly led AGAD by .037-.045 at
-        # seed 0 (README), Bag the one searched on; the same budget as the search and one_class cpu,
+        # seed 0 (results/README.md), Bag the one searched on; the same budget as the search and one_class cpu,
         # so GANomaly's seed-0 trials are one_class's.
         "cpu": Profile(
             datasets=("fashion_mnist",), classes={"fashion_mnist": (2, 6, 8)}, seeds=(0, 1, 2), epochs=CPU_EPOCHS,

@@ -42,7 +42,7 @@ def agad_generator(factors: dict) -> dict:
 
 
 # The cpu profile repeats seeds where a gap cannot be called with one: the classes where AGAD and
-# GANomaly were within 0.02 AUROC of each other at seed 0 in the README's quality table (2026-11-25:
+# GANomaly were within 0.02 AUROC of each other at seed 0 in a one-seed benchmark run (2026-11-25:
 # T-shirt .012, Trouser .004, Dress .014, Coat .017, Sneaker .001, Boot .005). The wide gaps
 # (Pullover, Sandal, Shirt, Bag: .037-.045) had already held at seed 1 on Pullover and Bag.
 CPU_CLOSE_CLASSES = (0, 1, 3, 4, 7, 9)
@@ -89,7 +89,7 @@ STUDY = Study(
     factors=(Factor("method", METHODS, key="method", label="Method"),),
     configure=agad_generator,
     row_factors=("method",),
-    versus=("method", "agad", "ganomaly"),  # the README's question: does AGAD beat GANomaly here?
+    versus=("method", "agad", "ganomaly"),  # the reproduction's question: does AGAD beat GANomaly here?
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=10,  # 2 steps an epoch

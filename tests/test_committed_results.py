@@ -19,7 +19,7 @@ FOLDERS = sorted(p for p in (ROOT / "results").glob("*-cpu") if (p / "study.json
 
 
 def test_there_are_committed_results():
-    assert FOLDERS, "results/<study>-cpu/ folders are committed (issue 15)"
+    assert FOLDERS, "results/<study>-cpu/ folders are committed"
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ from raygan.store.manifest import table_row_factors
 from raygan.study import Study
 
 
-# The verdict rule (README, "Reading the verdict"): a paper cell is reproduced when ours is at most
+# The verdict rule (docs/reports.md, "The verdict rule"): a paper cell is reproduced when ours is at most
 # VERDICT_POINTS below it, or within two standard errors over seeds where we ran several.
 VERDICT_POINTS = 1.0
 

@@ -11,11 +11,13 @@ import typing
 from raygan.core.config import ConfigSection
 
 
-# Short spellings used in the papers and the issues, kept beside the field names.
+# Short spellings used in the papers, kept beside the field names.
 FLAG_ALIASES = {"class_index": ["--class"], "anomaly_fraction": ["--gamma"]}
 
 
 SECTION_SEP = "__"
+# Config sections whose unset fields the method fills with its own (paper) defaults.
+METHOD_DEFAULTED = ("model", "loss", "train")
 
 
 def add_config_arguments(
@@ -37,7 +39,12 @@ def add_config_arguments(
             continue
         names = ["--" + f.name.replace("_", "-"), *FLAG_ALIASES.get(f.name, [])]
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        help_text = f.metadata.get("help", "")
+        if default is not None:
+            help_text = f"{help_text} (default: {default})"
+        elif "default" not in help_text:
+            # unset: the method fills in its own paper default (model, loss, train); data fields stay unset
+            help_text += " (default: the method's own)" if prefix in METHOD_DEFAULTED else " (default: unset)"
         if kind is bool or kind == (bool | None):
             parser.add_argument(
                 *names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text

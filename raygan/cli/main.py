@@ -256,10 +256,46 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class _StudyRunHelp(argparse.Action):
+    """--help of `raygan study run`; after a study's NAME it also lists that study's profiles."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from raygan.cli.study import profiles_epilog
+        from raygan.study import load_studies
+
+        studies = load_studies()
+        name = getattr(namespace, "name", None)
+        if name in studies:
+            study = studies.get(name)
+            parser.description = study.caption
+            parser.epilog = f"{profiles_epilog(study)}\n\n{parser.epilog}"
+        else:
+            parser.epilog = f"studies: {', '.join(studies)} (their profiles: raygan study run NAME --help)\n\n{parser.epilog}"
+        parser.print_help()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from raygan.cli.study import STUDY_ENVIRONMENT, STUDY_EXAMPLES, HelpFormatter, environment
+
     parser = argparse.ArgumentParser(
         prog="raygan",
         description="Ray-distributed hyperparameter and ablation studies for GAN-based anomaly detection (AGAD).",
+        epilog="\n\n".join((_examples(
+            "raygan data describe fashion_mnist               # where the files are, images per class",
+            "raygan train --method agad --dataset digits --normal-class 3 --out runs/digits3",
+            "raygan study list                                # the studies and their profiles",
+            "raygan study run bn_ablation --profile smoke     # = python studies/bn_ablation.py --profile smoke",
+            "raygan report ~/raygan-studies/bn_ablation       # the paper's table, ours beside it",
+            "raygan score --checkpoint runs/digits3/checkpoints/selected.pt images/ --out scores.csv",
+        ), environment(), "documentation: docs/index.md (the CLI reference: docs/reference/cli.md)")),
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -276,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--download", action=argparse.BooleanOptionalAction, default=True,
         help="download missing files into the cache (default: yes)",
     )
+    describe.epilog = "\n\n".join((_examples(
+        "raygan data describe fashion_mnist",
+        "raygan data describe cifar10 --data-root ~/data --no-download",
+    ), environment("RAYGAN_DATA", "RAYGAN_CACHE")))
     describe.set_defaults(handler=_cmd_data_describe)
 
     split = data_commands.add_parser(
@@ -283,10 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     split.add_argument("name", help="data set name (see `raygan data list`)")
     add_config_arguments(split, DataConfig, skip=("dataset",))
+    split.epilog = "\n\n".join((_examples(
+        "raygan data split fashion_mnist --protocol normal_class --class 1 --gamma 0.05 --seed 0",
+        "raygan data split fashion_mnist --protocol anomaly_class --class 4 --val-fraction 0.2",
+    ), environment("RAYGAN_DATA", "RAYGAN_CACHE")))
     split.set_defaults(handler=_cmd_data_split)
 
     models = commands.add_parser("models", help="registered generators, discriminators, BN strategies, methods")
     models.add_argument("--json", action="store_true", help="print {generator: parameter count} as JSON")
+    models.epilog = _examples("raygan models", "raygan models --json")
     models.set_defaults(handler=_cmd_models)
 
     from raygan.core.config import RunConfig
@@ -316,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     ray_group.add_argument("--address", dest="_address", default=None,
                            help="Ray cluster to join ('auto' for a running one); default: start a local Ray")
     add_config_arguments(train, RunConfig)
+    train.epilog = "\n\n".join((_examples(
+        "raygan train --method agad --dataset fashion_mnist --normal-class 1 --backbone naive --epochs 3 --out runs/f1",
+        "raygan train --config runs/f1/config.json --epochs 15 --out runs/f1-15     # a file, flags override",
+        "raygan train --device cuda --method agad --dataset fashion_mnist --normal-class 0 --precision bf16 --out runs/g",
+        "raygan train --method agad --dataset fashion_mnist --normal-class 1 --workers 2 --out runs/ddp   # Ray Train DDP",
+    ), environment("RAYGAN_DATA", "RAYGAN_CACHE", "RAY_ADDRESS")))
     train.set_defaults(handler=_cmd_train)
 
     score = commands.add_parser(
@@ -330,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "own pixel scale (e.g. 0-255; digits: 0-16)")
     score.add_argument("--out", metavar="CSV", help="write the CSV here (default: standard output)")
     score.add_argument("--save-maps", metavar="DIR", help="write each input's reconstruction and |x − x̂| as PNG here")
+    score.epilog = _examples(
+        "raygan score --checkpoint runs/f1/checkpoints/selected.pt photos/ more.png batch.npy --out scores.csv",
+        "raygan score --checkpoint runs/f1/checkpoints/selected.pt images/ --save-maps maps/",
+    )
     score.set_defaults(handler=_cmd_score)
 
     export = commands.add_parser(
@@ -340,18 +395,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, metavar="PATH", help="a run's checkpoints/selected.pt (or last.pt)")
     export.add_argument("--out", required=True, metavar="FILE.pt2", help="the .pt2 file to write")
     export.add_argument("--onnx", action="store_true", help="fail unless the ONNX file can be written too")
+    export.epilog = _examples(
+        "raygan export --checkpoint runs/f1/checkpoints/selected.pt --out f1.pt2          # + f1.onnx with the onnx extra",
+        "python -c \"import torch; m = torch.export.load('f1.pt2').module(); print(m(torch.zeros(2, 1, 32, 32)))\"",
+    )
     export.set_defaults(handler=_cmd_export)
 
     from raygan.cli.study import add_study_arguments
 
-    study = commands.add_parser("study", help="run the paper's tables as Ray Tune studies (list, run, best)")
+    study = commands.add_parser("study", help="run the paper's tables as Ray Tune studies (list, run, best, export)")
     study_commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
     study_list = study_commands.add_parser("list", help="the registered studies and their profiles")
     study_list.set_defaults(handler=_cmd_study_list)
     study_run = study_commands.add_parser(
         "run", help="run a study (same flags as python studies/NAME.py)",
         description="Run a study as a Ray Tune experiment; --dry-run prints its trials and cost.",
+        add_help=False,
+        epilog="\n\n".join((STUDY_EXAMPLES.replace("python studies/bn_ablation.py", "raygan study run bn_ablation")
+                             .replace("python studies/hpo.py", "raygan study run hpo"),
+                             environment(*STUDY_ENVIRONMENT))),
     )
+    study_run.add_argument("-h", "--help", action=_StudyRunHelp,
+                           help="show this help and exit; after NAME, also that study's profiles")
     study_run.add_argument("name", help="study name (raygan study list)")
     add_study_arguments(study_run)
     study_run.set_defaults(handler=_cmd_study_run)
@@ -359,12 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     study_best.add_argument("study_dir", help="a study directory (<storage>/<study>)")
     study_best.add_argument("--skip-damaged", action="store_true",
                             help="leave out trial records (rows/<key>.json) that cannot be read, naming each")
+    study_best.epilog = _examples("raygan study best ~/raygan-studies/hpo",
+                                  "raygan train --config ~/raygan-studies/hpo/best_config.json --out runs/best")
     study_best.set_defaults(handler=_cmd_study_best)
     study_export = study_commands.add_parser(
         "export", help="the study's results as a folder to commit: records, Parquet, report, figures, provenance "
                        "(no checkpoints); --resume continues the study from a copy of it")
     study_export.add_argument("study_dir", help="a study directory (<storage>/<study>)")
     study_export.add_argument("--out", default=None, help="the folder (default: results/<study>-<profile>)")
+    study_export.epilog = _examples(
+        "raygan study export ~/raygan-studies/bn_ablation                    # -> results/bn_ablation-<profile>/",
+        "cp -r results/bn_ablation-cpu ~/raygan-studies/bn_ablation && python studies/bn_ablation.py --profile cpu --resume",
+    )
     study_export.set_defaults(handler=_cmd_study_export)
 
     report = commands.add_parser("report", help="a study's results in the paper's table layout, with the paper's numbers")
@@ -380,8 +451,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--skip-damaged", action="store_true",
                         help="leave out trial records (rows/<key>.json) that cannot be read, naming each, "
                              "instead of stopping at the first")
+    report.epilog = _examples(
+        "raygan report results/one_class-cpu --same-score",
+        "raygan report ~/raygan-studies/bn_ablation --format csv > table.csv",
+        "raygan report ~/raygan-studies/bn_ablation --figures figures/",
+    )
     report.set_defaults(handler=_cmd_report)
+    for sub in _parsers(parser):
+        sub.formatter_class = HelpFormatter
     return parser
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

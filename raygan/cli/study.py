@@ -29,11 +29,59 @@ from raygan.tune.plan import Plan, RunOptions, study_dir_for
 
 DEFAULT_STORAGE = "~/raygan-studies"
 
+# The environment variables raygan reads (or passes to Ray), for the epilogs of --help.
+ENVIRONMENT = {
+    "RAYGAN_DATA": "a directory searched for data set files after --data-root",
+    "RAYGAN_CACHE": "where downloads are cached (default: $XDG_CACHE_HOME/raygan or ~/.cache/raygan)",
+    "RAYGAN_STORAGE": f"where studies live without --storage (default: {DEFAULT_STORAGE})",
+    "RAYGAN_PROGRESS_SECONDS": "how often a study's status line is printed again in a log (default: 30)",
+    "RAYGAN_CONFIRM_CONFIG": "hpo_confirm: the search's best_config.json (default: the committed export's)",
+    "RAY_worker_niceness": "niceness of Ray's workers (Ray's default: 15); 0: normal priority, 19: idle CPU only",
+    "RAY_ADDRESS": "a running Ray to join (set inside `ray job submit`; --address auto finds it)",
+}
+STUDY_EXAMPLES = """examples:
+  python studies/bn_ablation.py --profile smoke              # minutes on a laptop, offline data
+  python studies/bn_ablation.py --profile paper --dry-run    # the trials and their estimated cost
+  python studies/bn_ablation.py --profile cpu --resume       # continue (or grow) a study
+  python studies/hpo.py --profile cpu --optuna-storage postgresql://user:pw@head:5432/optuna
+  python studies/bn_ablation.py --profile paper --address auto --gpus-per-trial 0.25 --max-failures 3"""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions and epilogs wrap paragraph by paragraph; indented lines (examples, lists) stay
+    as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for block in text.split("\n\n"):
+            lines = block.splitlines()
+            if any(line.startswith(" ") for line in lines):
+                blocks.append("\n".join(indent + line for line in lines))
+            else:
+                blocks.append(super()._fill_text(block, width, indent))
+        return "\n\n".join(blocks)
+
+
+def environment(*names: str) -> str:
+    """The epilog paragraph naming the environment variables a command reads."""
+    names = names or tuple(ENVIRONMENT)
+    width = max(map(len, names))
+    return "environment:\n" + "\n".join(f"  {n:{width}s}  {ENVIRONMENT[n]}" for n in names)
+
+
+def profiles_epilog(study: Study) -> str:
+    return "profiles:\n" + "\n".join(f"  {n}: {p.description}" for n, p in study.profiles.items())
+
+
+STUDY_ENVIRONMENT = ("RAYGAN_STORAGE", "RAYGAN_DATA", "RAYGAN_CACHE", "RAYGAN_PROGRESS_SECONDS",
+                     "RAYGAN_CONFIRM_CONFIG", "RAY_worker_niceness", "RAY_ADDRESS")
+
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke",
-                        help="smoke (offline data, minutes on 2 CPU cores) | cpu (real Fashion-MNIST, about 1-2 h on 2 CPU "
-                             "cores) | paper (the full protocol); default: smoke")
+                        help="smoke (offline data, minutes on 2 CPU cores) | cpu (real Fashion-MNIST, hours on 2 CPU cores: "
+                             "the committed runs took 71-242 min) | paper (the full protocol); the study's own are "
+                             "listed under `--help` with its NAME; default: smoke")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the trials, their count and estimated CPU-worker-hours; run nothing")
     parser.add_argument("--device-profile", type=Path, default=None, metavar="FILE",
@@ -146,8 +194,8 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
     span = f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g}-{high:.3g}"
     unit = "instance-runs at most" if plan.instances else "trials"
     print(f"{plan.study.name} ({plan.study.reproduces}), profile {plan.profile}: {count} {unit}, "
-          f"about {span} CPU-worker-hours (2-core workers, two one-thread trials at a time; README: "
-          f"what the estimate is based on)")
+          f"about {span} CPU-worker-hours (2-core workers, two one-thread trials at a time; the model: "
+          f"docs/cost.md)")
     summary = {"study": plan.study.name, "profile": plan.profile,
                **({"trials": plan.samples, "instance_runs": count} if plan.instances else {"trials": count}),
                "estimated_worker_hours": round(hours, 3), "estimated_worker_hours_range": [round(low, 3), round(high, 3)]}
@@ -199,8 +247,9 @@ def main(study: Study, argv: Sequence[str] | None = None) -> None:
         command,
         prog=f"python studies/{study.name}.py",
         description=study.caption,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="profiles:\n" + "\n".join(f"  {n}: {p.description}" for n, p in study.profiles.items()),
+        formatter_class=HelpFormatter,
+        epilog="\n\n".join((profiles_epilog(study), STUDY_EXAMPLES.replace("bn_ablation", study.name),
+                             environment(*STUDY_ENVIRONMENT))),
     )
     add_study_arguments(parser)
     args = parser.parse_args(argv)

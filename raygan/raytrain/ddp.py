@@ -40,7 +40,7 @@ def check_scaling(cfg: RunConfig, workers: int, gpus_per_worker: float, cpus_per
     if sync_bn and gpus_per_worker <= 0:
         raise ConfigError(
             "--sync-bn needs GPUs (--gpus-per-worker > 0): torch's SyncBatchNorm only runs on GPU "
-            "modules. On CPU each worker normalises with its own batch statistics (see README)."
+            "modules. On CPU each worker normalises with its own batch statistics (docs/training.md)."
         )
     if cpus_per_worker <= 0:
         raise ConfigError(f"--cpus-per-worker must be > 0; got {cpus_per_worker}")

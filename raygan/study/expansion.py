@@ -254,7 +254,7 @@ def study_hash(study: Study, profile_name: str, trials: Sequence[Trial] | Trial,
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# The model and its calibration live in raygan.engine.cost (README: what the estimate is based on).
+# The model and its calibration live in raygan.engine.cost (docs/cost.md).
 def estimate_seconds(config: dict) -> float:
     """CPU seconds of one trial, the middle of raygan.engine.cost.cpu_seconds_range."""
     from raygan.engine.cost import cpu_seconds_range
