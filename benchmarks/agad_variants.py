@@ -1,7 +1,7 @@
 """Which contextual-adversarial variant should AGAD default to? Measured on validation.
 
 The paper does not say whether x̂ enters the second generator pass detached, and the term can
-hurt (../shared/DESIGN.md). This runs {detach, not} × {shared, advprop} × λ_adcon ∈ {0, 15} on
+hurt (docs/methods.md). This runs {detach, not} × {shared, advprop} × λ_adcon ∈ {0, 15} on
 real Fashion-MNIST (one class normal, γ = 0, naive generator, paper λs otherwise) and prints
 validation AUROC per epoch (the choice is made on validation) with test AUROC beside it.
 λ_adcon = 0 removes the second pass, so detach and advprop do nothing there: it runs once.

@@ -39,8 +39,8 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's raygan, also on a box where it is not installed
 
+from raygan.compute.devices import resolve_device  # noqa: E402
 from raygan.core.config import RunConfig  # noqa: E402
-from raygan.engine.devices import resolve_device  # noqa: E402
 from raygan.methods import build_method  # noqa: E402
 
 ROWS = ["agad:naive", "agad:unet", "agad:unetpp", "ganomaly:ganomaly", "skip_ganomaly:unet", "autoencoder:naive"]
@@ -87,7 +87,7 @@ def matmul_flops(device: torch.device, precision: str, n: int) -> float:
 
 
 def throughput(device: torch.device, rows: list[str], batch_size: int, repeats: int, matmul_n: int) -> tuple[list[dict], dict]:
-    if device.type == "cuda":  # what a run does under fp32 (raygan.engine.devices.configure_backends)
+    if device.type == "cuda":  # what a run does under fp32 (raygan.compute.devices.configure_backends)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     peaks = {p: matmul_flops(device, p, matmul_n) for p in ("fp32", "bf16")}

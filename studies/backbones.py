@@ -23,7 +23,6 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.cli.study import main
 
 GENERATORS = ("naive", "unet", "unetpp")
 
@@ -75,7 +74,7 @@ STUDY = Study(
     # AdvProp BN: Table 9's UNet rows equal the AdvProp rows of Tables 4 and 5 (F-MNIST 98.3±2.21).
     base={"method": "agad", "model": {"bn_strategy": "advprop"}, "data": {"anomaly_fraction": 0.0}},
     factors=(Factor("backbone", GENERATORS, key="model.backbone", label="Generator"),),
-    rows=("backbone",),
+    row_factors=("backbone",),
     comparisons=tuple(Comparison(a={"backbone": g}, b={"backbone": "naive"}, a_label=name, b_label="naive")
                       for g, name in (("unet", "UNet"), ("unetpp", "UNet++"))),
     profiles={
@@ -104,4 +103,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

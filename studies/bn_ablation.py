@@ -24,7 +24,6 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
 
@@ -81,7 +80,7 @@ STUDY = Study(
     ),
     where=lambda cell: cell["gamma"] > 0 or not cell["freeze"],  # nothing to freeze without anomalies
     configure=bn_strategy,
-    rows=("advprop", "freeze", "gamma"),
+    row_factors=("advprop", "freeze", "gamma"),
     # The table's question: which BN strategy beats shared BN, at each γ.
     comparisons=tuple(
         Comparison(a={"advprop": advprop, "freeze": freeze}, b={"advprop": False, "freeze": False},
@@ -116,4 +115,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

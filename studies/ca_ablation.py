@@ -24,7 +24,6 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
 ADCON_WEIGHTS = (0.0, 15.0)  # λ_adcon: "w/o" and "w/" C.A.
@@ -66,7 +65,7 @@ STUDY = Study(
         Factor("adcon", ADCON_WEIGHTS, key="loss.contextual_adversarial_weight", label="λ_adcon (C.A.)"),
         Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),
     ),
-    rows=("adcon", "gamma"),
+    row_factors=("adcon", "gamma"),
     comparisons=(Comparison(a={"adcon": 15.0}, b={"adcon": 0.0}, a_label="with C.A.", b_label="without C.A."),),
     profiles={
         # The naive generator keeps the smoke run to minutes on 2 CPU cores; paper uses UNet.
@@ -92,4 +91,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

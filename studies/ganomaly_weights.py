@@ -12,7 +12,6 @@ paper: 10 classes x (1 + 3 x 5) weightings x 3 seeds = 480 trials.
 """
 
 from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study
-from raygan.cli.study import main
 
 WEIGHTS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
 BEST = {"w_adv": 1.0, "w_con": 50.0, "w_enc": 1.0}  # papers/002 (b), GANomaly's defaults
@@ -37,7 +36,7 @@ STUDY = Study(
         Factor("w_enc", WEIGHTS, key="loss.latent_weight", label="w_enc"),
     ),
     where=one_weight_at_a_time,
-    rows=("w_adv", "w_con", "w_enc"),
+    row_factors=("w_adv", "w_con", "w_enc"),
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,
@@ -55,4 +54,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

@@ -12,7 +12,6 @@ paper: 10 classes x 7 sizes x 3 seeds = 210 trials.
 """
 
 from raygan.study import SMOKE_TRAIN, Factor, PaperTable, Profile, Study
-from raygan.cli.study import main
 
 LATENT_SIZES = (8, 16, 32, 64, 100, 128, 256)
 
@@ -26,7 +25,7 @@ STUDY = Study(
     caption=__doc__.split("\n\n")[0],
     base={"method": "ganomaly", "data": {"protocol": "anomaly_class"}},
     factors=(Factor("latent", LATENT_SIZES, key="model.latent_size", label="|z|"),),
-    rows=("latent",),
+    row_factors=("latent",),
     profiles={
         "smoke": Profile(
             datasets=("digits",), classes={"digits": (3,)}, seeds=(0,), epochs=2,
@@ -43,4 +42,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

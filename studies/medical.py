@@ -18,7 +18,6 @@ The sets are not downloadable without an account: put your copies under one fold
 """
 
 from raygan.study import SMOKE_TRAIN, Factor, FolderDataset, PaperTable, Profile, Study, parse_paper_cell
-from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.03, 0.05, 0.10)
 ADCON_WEIGHTS = (15.0, 0.0)  # λ_adcon: the table's "w" and "w/o" adversarial context
@@ -65,7 +64,7 @@ STUDY = Study(
         Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),
         Factor("adcon", ADCON_WEIGHTS, key="loss.contextual_adversarial_weight", label="λ_adcon (Adversarial Context)"),
     ),
-    rows=("gamma", "adcon"),
+    row_factors=("gamma", "adcon"),
     folder_datasets=SETS,
     profiles={
         # No medical images ship offline: the digits run the same γ x C.A. design at 32x32.
@@ -86,4 +85,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

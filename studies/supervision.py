@@ -24,7 +24,6 @@ from raygan.study import (
     Profile,
     Study,
 )
-from raygan.cli.study import main
 
 GAMMAS = (0.0, 0.01, 0.05, 0.10, 0.20)
 NAIVE_GENERATOR_DATASETS = ("mnist", "digits")  # footnote 4; digits stand in for MNIST offline
@@ -59,7 +58,7 @@ STUDY = Study(
     base={"method": "agad", "model": {"bn_strategy": "advprop"}},
     factors=(Factor("gamma", GAMMAS, key="data.anomaly_fraction", label="γ"),),
     configure=generator,
-    rows=("gamma",),
+    row_factors=("gamma",),
     comparisons=tuple(Comparison(a={"gamma": g}, b={"gamma": 0.0}, a_label=f"γ {g:g}", b_label="γ 0")
                       for g in GAMMAS[1:]),
     profiles={
@@ -86,4 +85,6 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
+    from raygan.cli.study import main  # the front door (and Ray) only when run as a script
+
     main(STUDY)

@@ -90,7 +90,8 @@ def ray_cluster():
     """One local Ray for the whole session (it takes seconds to start); drivers under test join it
     with --address, so killing a driver never leaves Ray processes of its own behind."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, log_to_driver=False, configure_logging=False)
+    # "local": a new Ray, never the cluster a `ray start` recorded in Ray's temp dir (maybe dead)
+    ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -85,7 +85,8 @@ def run_source_probe_study(storage: Path, max_failures: int = 0) -> tuple[Path, 
 
     from raygan.analysis.parquet import write_results
     from raygan.study import Factor, Profile, Study, expand, study_hash
-    from raygan.tune.driver import Plan, RunOptions, run_plan
+    from raygan.tune.driver import run_plan
+    from raygan.tune.plan import Plan, RunOptions
 
     broken = Study(
         name="source_probe", reproduces="test", caption="", base={"method": "autoencoder",

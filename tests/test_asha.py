@@ -14,9 +14,9 @@ pytest.importorskip("ray.tune")
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
 
-from raygan.tune import driver as tuning  # noqa: E402
+from raygan.store.records import scan_records, write_record  # noqa: E402
 from raygan.tune.asha import RungsFromRecords, fill_rungs  # noqa: E402
-from raygan.tune.driver import write_record  # noqa: E402
+from raygan.tune.context import DriverContext, TrialSetup, driving  # noqa: E402
 
 SETTINGS = dict(time_attr="epochs_done", metric="run_auroc_val", mode="max", max_t=5, grace_period=1,
                 reduction_factor=2)
@@ -29,6 +29,11 @@ def record(trial_id: str, aurocs: list[float], study_hash: str = "h") -> dict:
             "history": [{"epoch": e, "auroc_val": a} for e, a in enumerate(aurocs)], "recorded_at": 0.0}
 
 
+def driver(study_dir) -> DriverContext:
+    """The driver running now, as the scheduler sees it: this study directory, hash h."""
+    return DriverContext(study_dir=study_dir, study_hash="h", plan_info={}, setup=TrialSetup("search", str(study_dir)))
+
+
 def decide(scheduler, trial_id: str, epochs_done: int, value: float) -> str:
     trial = SimpleNamespace(trial_id=trial_id)
     if trial_id not in scheduler._trial_info:
@@ -37,21 +42,20 @@ def decide(scheduler, trial_id: str, epochs_done: int, value: float) -> str:
 
 
 @pytest.fixture
-def study_dir(tmp_path, monkeypatch):
+def study_dir(tmp_path):
     (tmp_path / "rows").mkdir()
     # three ended trials; the third stopped after 2 epochs. Selected-so-far values at the
     # milestones 1, 2, 4: a .70/.75/.76, b .76/.76/.76, c .74/.80/-
     for r in (record("a", [0.70, 0.75, 0.72, 0.76, 0.71]), record("b", [0.76, 0.72, 0.70, 0.73, 0.74]),
               record("c", [0.74, 0.80]), record("x", [0.99, 0.99, 0.99, 0.99, 0.99], study_hash="other")):
         write_record(tmp_path, r)
-    monkeypatch.setitem(tuning._DRIVER, "study_dir", tmp_path)
-    monkeypatch.setitem(tuning._DRIVER, "study_hash", "h")
-    return tmp_path
+    with driving(driver(tmp_path)):
+        yield tmp_path
 
 
 def test_the_rungs_hold_what_each_recorded_trial_reported_at_each_milestone(study_dir):
     scheduler = RungsFromRecords(**SETTINGS)
-    added = fill_rungs(scheduler, [r for r in tuning.load_records(study_dir)[0] if r["study_hash"] == "h"])
+    added = fill_rungs(scheduler, [r for r in scan_records(study_dir)[0] if r["study_hash"] == "h"])
     rungs = {milestone: recorded for milestone, recorded in scheduler._brackets[0]._rungs}
     assert added == 8 and sorted(rungs) == [1, 2, 4]
     assert rungs[1] == {"a": 0.70, "b": 0.76, "c": 0.74}
@@ -71,9 +75,8 @@ def test_a_restored_search_stops_a_trial_that_scores_below_the_recorded_ones(stu
     assert decide(plain, "new-low", 1, 0.72) == TrialScheduler.CONTINUE
 
 
-def test_a_new_search_has_nothing_to_fill(tmp_path, monkeypatch):
-    monkeypatch.setitem(tuning._DRIVER, "study_dir", tmp_path)
-    monkeypatch.setitem(tuning._DRIVER, "study_hash", "h")
-    scheduler = RungsFromRecords(**SETTINGS)
-    assert decide(scheduler, "first", 1, 0.1) == TrialScheduler.CONTINUE  # nothing to compare with yet
-    assert {m: dict(r) for m, r in scheduler._brackets[0]._rungs} == {4: {}, 2: {}, 1: {"first": 0.1}}
+def test_a_new_search_has_nothing_to_fill(tmp_path):
+    with driving(driver(tmp_path)):
+        scheduler = RungsFromRecords(**SETTINGS)
+        assert decide(scheduler, "first", 1, 0.1) == TrialScheduler.CONTINUE  # nothing to compare with yet
+        assert {m: dict(r) for m, r in scheduler._brackets[0]._rungs} == {4: {}, 2: {}, 1: {"first": 0.1}}

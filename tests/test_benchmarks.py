@@ -1,4 +1,4 @@
-"""The benchmark scripts still run (tiny settings; the figures themselves live in the README)."""
+"""The benchmark scripts still run (tiny settings; the figures themselves live in docs/benchmarks.md)."""
 
 from __future__ import annotations
 

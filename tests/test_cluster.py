@@ -137,6 +137,72 @@ def test_cluster_yaml_is_secure_by_default_and_commented():
             assert any(c.startswith("# Change:") for c in comment), f"cluster.yaml: {line} has no '# Change:' comment"
 
 
+def load_onprem_yaml() -> dict:
+    return yaml.safe_load((ROOT / "cluster-onprem.yaml").read_text())
+
+
+def test_onprem_yaml_passes_rays_schema_offline():
+    """The on-premise config (Ray's local provider) through the same offline check; its launch
+    for real is tests/test_onprem_cluster.py."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = load_onprem_yaml()
+    prepared = prepare_config(copy.deepcopy(raw))
+    validate_config(prepared)
+    assert prepared["provider"]["type"] == "local"
+    (node_type,) = prepared["available_node_types"].values()  # Ray's one type for listed servers
+    assert node_type["min_workers"] == node_type["max_workers"] == len(raw["provider"]["worker_ips"])
+
+    import jsonschema
+
+    for broken in ({**raw, "max_worker": 2}, {**raw, "auth": {**raw["auth"], "ssh_usr": "x"}},
+                   {**raw, "file_mounts_sync_continuously": "no"}):
+        with pytest.raises((jsonschema.ValidationError, ValueError)):
+            validate_config(prepare_config(copy.deepcopy(broken)))
+
+
+def test_onprem_yaml_runs_one_environment_the_ray_version_here_and_is_secure():
+    import ray
+
+    cfg = load_onprem_yaml()
+    text = (ROOT / "cluster-onprem.yaml").read_text()
+    setup = cfg["setup_commands"]
+    # one environment per node, first on the PATH of the login shells Ray runs commands in
+    assert any("python3 -m venv ~/raygan-env" in c for c in setup)
+    assert any("~/raygan-env/bin/pip install" in c and "-e ~/raygan" in c for c in setup)
+    assert any(">> ~/.bashrc" in c and 'export PATH="$HOME/raygan-env/bin:$PATH"' in c for c in setup)
+    assert cfg["file_mounts"] == {"~/raygan": ".", "~/.ray/auth_token": "~/.ray/auth_token"}
+    requirement = ray_requirement()
+    pins = re.findall(r"ray\[([a-z,]+)\]==([0-9][0-9.]*)", " ".join(setup))
+    assert pins, "setup_commands must pin Ray to the version that drives the cluster"
+    for extras, version in pins:
+        assert set(extras.split(",")) == requirement.extras and requirement.specifier.contains(version)
+        assert version == ray.__version__, (
+            f"cluster-onprem.yaml installs Ray {version} but this environment has {ray.__version__}")
+
+    starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token ray start" in c for c in starts if "ray start" in c)
+    assert any("--dashboard-host=127.0.0.1" in c for c in cfg["head_start_ray_commands"])
+    assert any("RAY_enable_autoscaler_v2=0 RAY_AUTH_MODE=token ray start --head" in c for c in cfg["head_start_ray_commands"])
+    assert "RAY_AUTH_MODE=disabled" not in text and "0.0.0.0" not in text
+
+    # every top-level block says what to change, and so does every value a user fills in
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[a-z_]+:", line):
+            above = []
+            for previous in reversed(lines[:i]):
+                if not previous.startswith("#"):
+                    break
+                above.append(previous)
+            assert any(c.startswith("# Change:") for c in above), f"cluster-onprem.yaml: {line} has no '# Change:'"
+    for key in ("head_ip:", "worker_ips:", "ssh_user:", "ssh_private_key:"):
+        (line,) = [line for line in lines if line.strip().startswith(key)]
+        assert "# Change:" in line, line
+    (storage,) = [i for i, line in enumerate(lines) if "/mnt/raygan-studies" in line and not line.startswith("#")]
+    assert "Change: where the shared study storage" in " ".join(lines[storage - 3:storage])
+
+
 def test_ray_start_head_refuses_token_mode_without_a_token(tmp_path):
     """Why cluster.yaml starts Ray with RAY_AUTH_MODE=token: without it `ray start --head` turns
     authentication on only if a token file exists, and otherwise starts an open cluster."""
@@ -166,6 +232,62 @@ def test_an_unreachable_address_fails_in_seconds_with_one_line(tmp_path, address
     assert run.returncode == 2 and time.time() - started < 60
     assert run.stderr.strip().splitlines() == [run.stderr.strip()] and message.format(port=port) in run.stderr
     assert not (tmp_path / "bn_ablation").exists()  # nothing to --resume from a run that never joined Ray
+
+
+def stale_ray_tmpdir() -> tuple[Path, str]:
+    """A Ray temp dir of the test's own (RAY_TMPDIR, never the machine's) whose
+    `ray_current_cluster` names a GCS that is gone, as a head ended without `ray stop` leaves it."""
+    tmpdir = Path(tempfile.mkdtemp(prefix="rg-stale-"))  # short: Ray's socket paths go below it
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    (tmpdir / "ray").mkdir()
+    (tmpdir / "ray" / "ray_current_cluster").write_text(dead + "\n")
+    return tmpdir, dead
+
+
+def test_a_local_start_ignores_a_dead_cluster_left_in_rays_temp_dir(monkeypatch):
+    """ray.init() without an address joins the cluster recorded in Ray's temp dir and waits on a
+    dead one for minutes (measured: still waiting after 60 s); raygan's local start does not read
+    that record and starts a Ray of its own in seconds."""
+    from raygan.raytrain.startup import ray_init_address
+
+    tmpdir, dead = stale_ray_tmpdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_TMPDIR"] = str(tmpdir)
+    probe = ("import ray\nfrom raygan.raytrain.startup import start_ray\nstart_ray(None)\n"
+             "print('gcs', ray.get_runtime_context().gcs_address, flush=True)\nray.shutdown()\n")
+    process = subprocess.Popen([sys.executable, "-c", probe], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=150)  # a start takes 10-30 s here; a dead GCS, minutes
+    finally:
+        stop_processes(session_pids(process.pid, tmpdir))
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert process.returncode == 0, out[-3000:]
+    (line,) = [line for line in out.splitlines() if line.startswith("gcs ")]
+    assert line.split()[1].rpartition(":")[2] != dead.rpartition(":")[2]  # a Ray of its own
+    assert "raygan: local Ray up" in out
+    # the rule itself (every driver starts or joins Ray through start_ray)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_init_address(None) == "local" and ray_init_address("local") == "local"
+    assert ray_init_address("auto") == "auto" and ray_init_address("10.0.0.1:6379") == "10.0.0.1:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # a job's driver on a cluster: join it
+    assert ray_init_address(None) is None
+
+
+def test_address_auto_naming_a_dead_cluster_fails_in_seconds_with_one_line(tmp_path):
+    tmpdir, dead = stale_ray_tmpdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_TMPDIR"] = str(tmpdir)
+    started = time.time()
+    try:
+        run = subprocess.run([sys.executable, "studies/bn_ablation.py", "--address", "auto", "--storage",
+                              str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert run.returncode == 2 and time.time() - started < 60, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()], run.stderr
+    assert f"--address auto: {tmpdir}/ray/ray_current_cluster names the Ray cluster at {dead}" in run.stderr
+    assert "delete it if that cluster is gone" in run.stderr and not (tmp_path / "bn_ablation").exists()
 
 
 def test_a_local_ray_that_does_not_start_is_one_line_and_stops_what_started(tmp_path, monkeypatch):

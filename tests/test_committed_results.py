@@ -19,7 +19,7 @@ FOLDERS = sorted(p for p in (ROOT / "results").glob("*-cpu") if (p / "study.json
 
 
 def test_there_are_committed_results():
-    assert FOLDERS, "results/<study>-cpu/ folders are committed (issue 15)"
+    assert FOLDERS, "results/<study>-cpu/ folders are committed"
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -57,9 +57,10 @@ def test_committed_results_report_as_committed(folder, tmp_path):
 def test_a_committed_tables_comparisons_are_the_differences_of_its_own_cells(folder):
     """Each comparison the study names is, class by class, the difference of the table's own cells
     (seed means of both sides), and its Δ the mean of those; the call follows the head-to-head rule."""
-    from raygan.analysis.comparisons import MIN_SEEDS, comparison_rows
+    from raygan.analysis.comparisons import comparison_rows
     from raygan.analysis.parquet import read_results
-    from raygan.analysis.report import class_aurocs
+    from raygan.analysis.tables import class_aurocs
+    from raygan.analysis.verdicts import VERSUS_MIN_SEEDS
 
     info, rows = read_results(folder)
     study = load_studies().get(info["study"])
@@ -78,7 +79,7 @@ def test_a_committed_tables_comparisons_are_the_differences_of_its_own_cells(fol
                     assert delta == pytest.approx(sum(a[cls]) / len(a[cls]) - sum(b[cls]) / len(b[cls]))
                     checked += 1
             assert entry["delta"] == pytest.approx(sum(entry["by_class"].values()) / len(entry["by_class"]))
-            if entry["seeds"] < MIN_SEEDS:
+            if entry["seeds"] < VERSUS_MIN_SEEDS:
                 assert entry["call"].startswith("too few seeds")
             elif entry["se"] is not None and abs(entry["delta"]) > 2 * entry["se"]:
                 assert entry["call"] in (f"{comparison.a_label} better", f"{comparison.b_label} better")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Put in place before anything else is imported (python -c): any import of ray or optuna fails,
 # as on a bare GPU box with only torch, numpy, scikit-learn, pillow, pyarrow, tensorboard, tqdm.
@@ -81,3 +85,23 @@ def test_distributed_flags_without_ray_are_one_clear_line(tmp_path):
     result = run_without_ray("train", "--dataset", "digits", "--workers", "2", "--epochs", "1")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "ray" in result.stderr.lower()
+
+
+def test_report_of_a_committed_study_without_ray_or_optuna(tmp_path):
+    """Reading a study's results needs neither: `raygan report` prints a committed grid study's
+    tables (paper layout, verdicts, head-to-head, the same-score table kept in same_score.json) as
+    committed."""
+    folder = ROOT / "results" / "one_class-cpu"  # verdicts, a head-to-head, same_score.json
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    result = run_without_ray("report", str(copy), "--same-score")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (folder / "report.md").read_text()
+
+
+def test_study_list_without_ray_or_optuna():
+    """`raygan study list` imports every study script: they import the study layer, not the driver."""
+    result = run_without_ray("study", "list")
+    assert result.returncode == 0, result.stderr
+    names = {line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")}
+    assert {"bn_ablation", "hpo", "one_class", "supervision"} <= names

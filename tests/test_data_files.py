@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from fixtures import CIFAR10, CIFAR100, cifar_archive_bytes, idx_gz_bytes, write_cifar_dir, write_idx_dataset
+from raygan.core.errors import DataError
 from raygan.data import datasets, files, load_dataset, to_model_input
 from raygan.data.cifar import parse_cifar_records, read_cifar_file, write_cifar_file
 from raygan.data.idx import read_idx, write_idx
-from raygan.core.errors import DataError
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])

@@ -12,10 +12,10 @@ import pytest
 import torch
 from inprocess import raygan
 
-from raygan.engine.checkpoints import load_checkpoint, save_checkpoint
 from raygan.cli.main import main
 from raygan.core.config import RunConfig
 from raygan.data import build_split, load_dataset, split_tensors
+from raygan.engine.checkpoints import load_checkpoint, save_checkpoint
 from raygan.engine.detector import Detector, export_onnx, export_program, load_program, onnx_available
 from raygan.engine.loop import load_split_tensors, train
 

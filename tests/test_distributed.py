@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from raygan.compute.distributed import context_from_process_group
 from raygan.core.config import RunConfig
-from raygan.engine.distributed import context_from_process_group
 from raygan.methods import build_method
 
 GLOBAL_BATCH = 16

@@ -380,7 +380,7 @@ def test_a_record_of_another_study_is_never_merged(tmp_path):
 
 
 def test_belongs_to_study_accepts_the_hashes_a_grown_study_had():
-    from raygan.tune.driver import belongs_to_study
+    from raygan.store.records import belongs_to_study
 
     manifest = {"study": "bn_ablation", "study_hash": "new", "earlier_hashes": ["old"]}
     assert belongs_to_study({"study": "bn_ablation", "study_hash": "new"}, manifest)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raygan.data import load_dataset
 from raygan.core.errors import DataError
+from raygan.data import load_dataset
 
 
 def write_images(directory, n, mode="L", size=(40, 30), value=0):

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from raygan.engine.checkpoints import LAST
 from raygan.core.config import RunConfig
+from raygan.engine.checkpoints import LAST
 from raygan.engine.loop import NonFiniteLoss, load_split_tensors, select_epoch, train
 
 BASE = {

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from raygan.core.config import DataConfig, RunConfig
-from raygan.data import build_split, load_dataset, split_tensors
 from raygan.core.errors import ConfigError
+from raygan.data import build_split, load_dataset, split_tensors
 from raygan.engine.evaluation import detection_metrics
 from raygan.methods import METHODS, build_method
 from raygan.models import RoutedBatchNorm2d, bn_route
@@ -230,7 +230,7 @@ def test_resolved_config_records_the_paper_defaults():
 def test_cpu_methods_use_fused_adam_and_keep_freed_memory():
     import platform
 
-    from raygan import allocator
+    from raygan.compute import allocator
 
     method = method_for("agad")
     assert all(opt.defaults["fused"] for opt in method.optimizers().values())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from raygan.data import AnomalyBatchSampler
 from raygan.core.errors import ConfigError
+from raygan.data import AnomalyBatchSampler
 
 
 def targets(n_normal: int, n_anomalous: int) -> np.ndarray:

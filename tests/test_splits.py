@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from raygan.core.config import DataConfig
+from raygan.core.errors import ConfigError
 from raygan.data import build_split, load_dataset, split_tensors
 from raygan.data.datasets import ImageDataset
-from raygan.core.errors import ConfigError
 
 
 def synthetic(n_train_per_class=200, n_test_per_class=30, classes=10) -> ImageDataset:

@@ -40,7 +40,7 @@ PAPER_TRIALS = {
     "ganomaly_weights": 480,  # 10 classes x 16 weightings
     "hpo_confirm": 60,  # no paper table: 10 classes x 2 methods, the paper profile's budget
 }
-# Rows of each paper table (dataset, *study.rows) and how many of them the paper gives a number for.
+# Rows of each paper table (dataset, *study.row_factors) and how many of them the paper gives a number for.
 PAPER_ROWS = {
     "bn_ablation": (54, 54),
     "one_class": (16, 4),  # AGAD's row per data set; GANomaly, Skip-GANomaly, autoencoder are ours only
@@ -132,7 +132,7 @@ def test_paper_profile_has_the_paper_tables_trial_count(name, tmp_path):
 def test_each_cell_has_the_papers_number_where_the_paper_gives_one(name, tmp_path):
     study = STUDIES.get(name)
     trials = expand(study, study.profile("paper"), overrides_for(study, tmp_path))
-    rows = {(t.factors["dataset"], *(t.factors[f] for f in study.rows)) for t in trials}
+    rows = {(t.factors["dataset"], *(t.factors[f] for f in study.row_factors)) for t in trials}
     reported = {r for r in rows if study.paper is not None and study.paper.get(r) is not None}
     assert (len(rows), len(reported)) == PAPER_ROWS[name]
     if study.paper is not None:
@@ -331,10 +331,21 @@ def test_a_bad_config_in_a_study_fails_before_anything_runs():
         expand(study, study.profile("smoke"))
 
 
-def test_a_search_optimises_one_dataset_class_and_seed():
+def test_a_search_over_several_classes_and_seeds_has_one_instance_each_in_one_fixed_order():
+    from raygan.study import search_instances
+
     study = STUDIES.get("hpo")
-    with pytest.raises(ConfigError, match="a search optimises one dataset, class and seed"):
-        search_base(study, narrow_profile(study.profile("smoke"), classes=[1, 2]))
+    profile = narrow_profile(study.profile("smoke"), classes=[1, 2, 5], seeds=[0, 1])
+    instances = search_instances(study, profile)
+    assert instances == search_instances(study, profile) and search_base(study, profile) == instances[0]
+    keys = [i.key for i in instances]
+    first_round = [k.removesuffix("-s0") for k in keys[:3]]
+    assert sorted(first_round) == ["digits-c1", "digits-c2", "digits-c5"]  # every class before the next seed
+    assert keys[3:] == [f"{k}-s1" for k in first_round]  # the next seed visits the classes in the same order
+    for instance in instances:
+        data = instance.config["data"]
+        assert (data["dataset"], data["class_index"], data["seed"]) == tuple(instance.factors.values())
+    assert [i.key for i in search_instances(study, study.profile("smoke"))] == ["digits-c3-s0"]
 
 
 def test_search_space_samples_valid_configs_with_conditionals():
@@ -435,7 +446,8 @@ def test_batch_too_small_for_the_anomaly_quota_fails_at_expansion():
 
 def _fake_study_dir(tmp_path: Path, aurocs: dict[tuple[int, int], float]) -> Path:
     """A bn_ablation study directory with records as the Tune layer writes them (no training)."""
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get("bn_ablation")
     profile = narrow_profile(study.profile("paper"), datasets=["fashion_mnist"], classes=[0, 1], seeds=[0, 1])
@@ -444,7 +456,7 @@ def _fake_study_dir(tmp_path: Path, aurocs: dict[tuple[int, int], float]) -> Pat
     study_dir = tmp_path / "bn_ablation"
     study_dir.mkdir(parents=True)
     manifest = {"study": "bn_ablation", "reproduces": study.reproduces, "profile": "paper", "study_hash": "h",
-                "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.rows],
+                "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.row_factors],
                 "trial_list": [t.as_dict() for t in trials]}
     (study_dir / STUDY_FILE).write_text(json.dumps(manifest))
     for t in trials:
@@ -476,7 +488,8 @@ def test_report_is_the_paper_layout_with_the_paper_beside_ours(tmp_path):
 
 
 def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_point(tmp_path):
-    from raygan.analysis.report import report, verdict, verdict_rows
+    from raygan.analysis.report import report
+    from raygan.analysis.verdicts import verdict, verdict_rows
     from raygan.analysis.parquet import read_results
 
     assert verdict(97.3, 98.3, 1.0) == "reproduced" and verdict(97.2, 98.3, 1.0) == "not reproduced"
@@ -505,7 +518,8 @@ def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_
 def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float], name: str = "one_class") -> Path:
     """A one_class (or another method-by-class study's) directory of its cpu profile's trials with
     the given (method, class, seed) AUROCs as records, as the Tune layer writes them; no training."""
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get(name)
     profile = narrow_profile(study.profile("cpu"), classes=sorted({c for _, c, _ in aurocs}))
@@ -515,7 +529,7 @@ def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float
     study_dir.mkdir(parents=True)
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": name, "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
-        "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
+        "trials": len(trials), "rows": ["dataset", *study.row_factors], "trial_list": [t.as_dict() for t in trials]}))
     for t in trials:
         auroc = aurocs[t.factors["method"], t.factors["class_index"], t.factors["seed"]]
         write_record(study_dir, {
@@ -529,7 +543,8 @@ def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float
 
 
 def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_for_baselines(tmp_path):
-    from raygan.analysis.report import report, verdict_rows
+    from raygan.analysis.report import report
+    from raygan.analysis.verdicts import verdict_rows
     from raygan.analysis.parquet import read_results
 
     # AGAD: class 0 over three seeds (sample SD 1.0), class 8 one seed (the pooled SD, 1.0, gives its SE);
@@ -557,7 +572,8 @@ def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_fo
 def test_report_puts_the_papers_class_by_class_row_under_ours(tmp_path):
     """A backbones study directory with records as the Tune layer writes them (no training)."""
     from raygan.analysis.report import report
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get("backbones")
     profile = narrow_profile(study.profile("paper"), datasets=["cifar10"], classes=[0, 7], seeds=[0])
@@ -566,7 +582,7 @@ def test_report_puts_the_papers_class_by_class_row_under_ours(tmp_path):
     study_dir.mkdir()
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": "backbones", "reproduces": study.reproduces, "profile": "paper", "study_hash": "h", "kind": "grid",
-        "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
+        "trials": len(trials), "rows": ["dataset", *study.row_factors], "trial_list": [t.as_dict() for t in trials]}))
     for t, auroc in zip(trials, (0.95, 0.80)):
         write_record(study_dir, {
             "study": "backbones", "study_hash": "h", "profile": "paper", "trial_key": t.key, "trial_id": t.key,
@@ -628,7 +644,8 @@ def test_hpo_confirm_says_which_search_config_it_needs(tmp_path, monkeypatch):
 
 
 def test_head_to_head_pairs_by_seed_and_calls_only_beyond_two_standard_errors_with_three_seeds(tmp_path):
-    from raygan.analysis.report import report, versus_rows
+    from raygan.analysis.report import report
+    from raygan.analysis.verdicts import versus_rows
     from raygan.analysis.parquet import read_results
 
     # class 2: AGAD ahead by 2, 3, 4 points (mean 3, SE 1/sqrt(3) = 0.577): called; class 6: +1, -1, +0.5
@@ -662,7 +679,8 @@ def test_head_to_head_pairs_by_seed_and_calls_only_beyond_two_standard_errors_wi
 def _fake_grid_dir(tmp_path: Path, name: str, profile, auroc_of) -> Path:
     """A grid study's directory of the profile's trials, each recorded as finished with the test AUROC
     ``auroc_of(factors)`` gives (None: no record), as the Tune layer writes them; no training."""
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get(name)
     trials = [t for t in expand(study, profile) if auroc_of(t.factors) is not None]
@@ -670,7 +688,7 @@ def _fake_grid_dir(tmp_path: Path, name: str, profile, auroc_of) -> Path:
     study_dir.mkdir(parents=True)
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": name, "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
-        "trials": len(trials), "rows": ["dataset", *study.rows], "trial_list": [t.as_dict() for t in trials]}))
+        "trials": len(trials), "rows": ["dataset", *study.row_factors], "trial_list": [t.as_dict() for t in trials]}))
     for t in trials:
         auroc = auroc_of(t.factors)
         write_record(study_dir, {
@@ -740,7 +758,7 @@ def test_a_comparison_must_set_factors_the_study_has():
 def test_backbones_report_puts_each_generators_scoring_time_beside_the_papers(tmp_path):
     from raygan.analysis.parquet import read_results
     from raygan.analysis.report import report
-    from raygan.tune.driver import ROWS_DIR
+    from raygan.store.layout import RECORDS_DIR as ROWS_DIR
 
     study = STUDIES.get("backbones")
     study_dir = _fake_grid_dir(tmp_path, "backbones", narrow_profile(study.profile("cpu"), classes=[1], seeds=[0, 1]),

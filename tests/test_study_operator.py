@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def tiny_plan(name: str = "keep_probe", epochs: int = 2, lrs=(0.001,)):
     """Autoencoder trials on digits, one per learning rate: seconds each."""
     from raygan.study import Factor, Profile, Study, expand, study_hash
-    from raygan.tune.driver import Plan
+    from raygan.tune.plan import Plan
 
     study = Study(
         name=name, reproduces="test", caption="",
@@ -34,7 +34,8 @@ def tiny_plan(name: str = "keep_probe", epochs: int = 2, lrs=(0.001,)):
 def test_a_finished_trial_keeps_what_keep_checkpoints_says(ray_cluster, tmp_path, capsys, keep, kept):
     from raygan.analysis.report import best_trial
     from raygan.analysis.parquet import write_results
-    from raygan.tune.driver import RunOptions, run_plan
+    from raygan.tune.driver import run_plan
+    from raygan.tune.plan import RunOptions
 
     study_dir = run_plan(tiny_plan(), RunOptions(storage=tmp_path, keep_checkpoints=keep))
     write_results(study_dir)
@@ -206,7 +207,8 @@ def test_ddp_trials_fail_in_kind_and_leave_no_actor_behind(ray_cluster, tmp_path
     import argparse
 
     from raygan.cli.study import add_study_arguments, options_from
-    from raygan.tune.driver import read_attempts, run_plan
+    from raygan.store.trial_files import read_attempts
+    from raygan.tune.driver import run_plan
 
     def alive() -> Counter:
         actors = list_actors(address=ray_cluster, filters=[("state", "=", "ALIVE")], limit=1000)
@@ -249,7 +251,8 @@ def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, 
 
     from ray.tune import ExperimentAnalysis
 
-    from raygan.tune.driver import RunOptions, _quiet_missing_trial_results, run_plan
+    from raygan.tune.driver import quiet_missing_trial_results, run_plan
+    from raygan.tune.plan import RunOptions
 
     study_dir = run_plan(tiny_plan("warn_probe", epochs=1), RunOptions(storage=tmp_path))
     for name in ("result.json", "progress.csv"):
@@ -259,7 +262,7 @@ def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, 
     ExperimentAnalysis(str(study_dir / "tune"))
     assert "Failed to fetch metrics for 1 trial(s)" in caplog.text and "were not found" in caplog.text
     caplog.clear()
-    with _quiet_missing_trial_results():
+    with quiet_missing_trial_results():
         ExperimentAnalysis(str(study_dir / "tune"))
     assert "Failed to fetch metrics" not in caplog.text
 

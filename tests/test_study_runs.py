@@ -79,7 +79,7 @@ def test_bn_ablation_smoke_end_to_end_with_figures_export_and_resume(ray_cluster
     # the report: paper layout, one row per (AdvProp, Freeze, γ) cell; the same table from the CLI
     assert "| dataset | advprop | freeze | gamma | class 3 | avg | SD | paper | Δ |" in out
     table = raygan("report", str(study_dir))
-    assert table.returncode == 0 and table.stdout.count("| digits |") == SMOKE_TRIALS
+    assert table.returncode == 0 and table.stdout.count("\n| digits |") == SMOKE_TRIALS  # the grid rows (a comparison row starts with its name)
     assert f"{SMOKE_TRIALS} trials finished, 0 failed" in table.stdout
 
     # TensorBoard: each trial's scalars, images, histograms and an HParams entry of the factors

@@ -21,7 +21,8 @@ STUDIES = load_studies()
 def make_study_dir(tmp_path: Path, study_hash: str = "h") -> tuple[Path, list[str]]:
     """A bn_ablation study directory with records as the Tune layer writes them, and its keys."""
     from raygan.analysis.parquet import write_results
-    from raygan.tune.driver import STUDY_FILE, write_record
+    from raygan.store.layout import STUDY_FILE
+    from raygan.store.records import write_record
 
     study = STUDIES.get("bn_ablation")
     profile = narrow_profile(study.profile("smoke"), datasets=["digits"], classes=[3], seeds=[0])
@@ -30,7 +31,7 @@ def make_study_dir(tmp_path: Path, study_hash: str = "h") -> tuple[Path, list[st
     study_dir.mkdir(parents=True)
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": "bn_ablation", "reproduces": study.reproduces, "profile": "smoke", "study_hash": study_hash,
-        "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.rows],
+        "kind": "grid", "trials": len(trials), "rows": ["dataset", *study.row_factors],
         "trial_list": [t.as_dict() for t in trials]}))
     for i, t in enumerate(trials):
         write_record(study_dir, {
@@ -61,7 +62,7 @@ def test_an_unreadable_parquet_file_is_named_and_rebuilt_from_rows(tmp_path, cap
     study_dir, keys = make_study_dir(tmp_path)
     (study_dir / name).write_bytes(b"PAR1 this is not a parquet file")
     code, out, err = report(study_dir, capsys)
-    assert code == 0 and out.count("| digits |") == len(keys)
+    assert code == 0 and out.count("\n| digits |") == len(keys)  # the grid rows, not the comparisons'
     line = one_line(err)
     assert line.startswith(f"raygan: {study_dir / name} is unreadable") and "rows" in line
     assert len(pq.read_table(study_dir / "results.parquet")) == len(keys)  # rebuilt, readable again
@@ -90,6 +91,7 @@ def test_a_truncated_record_is_named_and_skipped_with_the_flag(tmp_path, capsys)
     study_dir, keys = make_study_dir(tmp_path)
     damaged = study_dir / "rows" / f"{keys[1]}.json"
     damaged.write_text(damaged.read_text()[:40])  # what a crash mid-write used to leave
+    (study_dir / "results.parquet").unlink()  # no intact copy of its row either: the trial is left out
     code, out, err = report(study_dir, capsys)
     line = one_line(err)
     assert code == 2 and f"{damaged} is damaged (not valid JSON" in line and "--skip-damaged" in line
@@ -105,6 +107,7 @@ def test_study_best_names_a_damaged_record_and_skips_it_with_the_flag(tmp_path, 
     study_dir, keys = make_study_dir(tmp_path)
     damaged = study_dir / "rows" / f"{keys[2]}.json"
     damaged.write_text("{")
+    (study_dir / "results.parquet").unlink()  # no intact copy of its row either: the trial is left out
     assert main(["study", "best", str(study_dir)]) == 2
     assert f"{damaged} is damaged" in one_line(capsys.readouterr().err)
     assert main(["study", "best", str(study_dir), "--skip-damaged"]) == 0
@@ -149,7 +152,8 @@ def _plan(resume: bool, storage: Path, name: str = "bn_ablation"):
 
 
 def test_resume_writes_a_damaged_study_json_again(tmp_path, capsys):
-    from raygan.tune.driver import prepare_study_dir, read_manifest
+    from raygan.store.manifest import read_manifest
+    from raygan.tune.resume import prepare_study_dir
 
     plan, options = _plan(resume=True, storage=tmp_path)
     study_dir, _ = make_study_dir(tmp_path, study_hash=plan.study_hash)
@@ -163,7 +167,7 @@ def test_resume_writes_a_damaged_study_json_again(tmp_path, capsys):
 
 
 def test_resume_does_not_write_study_json_over_another_studys_records(tmp_path):
-    from raygan.tune.driver import prepare_study_dir
+    from raygan.tune.resume import prepare_study_dir
 
     plan, options = _plan(resume=True, storage=tmp_path)
     study_dir, _ = make_study_dir(tmp_path, study_hash="another")
@@ -192,7 +196,8 @@ def test_resume_refuses_a_new_max_concurrent_that_tune_would_ignore(tmp_path):
     (no Tune experiment, so the new value applies), goes on."""
     from dataclasses import replace
 
-    from raygan.tune.driver import check_resumed_concurrency, prepare_study_dir, run_plan
+    from raygan.tune.driver import run_plan
+    from raygan.tune.resume import check_resumed_concurrency, prepare_study_dir
 
     plan, options = _plan(resume=False, storage=tmp_path)
     study_dir = prepare_study_dir(plan, replace(options, max_concurrent=1))

@@ -5,7 +5,7 @@ BN); every other factor pairs the two runs (data set, class, seed, ...). At each
 factors left besides class and seed (γ, say), the report gives a − b in points of test AUROC at the
 validation-selected epoch: per class the mean over the seeds both finished, then over the classes
 the mean of the class means with the standard error combined from the classes' SEs, and the call
-by the head-to-head rule (``call``).
+by the head-to-head rule (raygan.analysis.verdicts.call).
 """
 
 from __future__ import annotations
@@ -15,19 +15,8 @@ import io
 import math
 import statistics
 
-# GAN runs move by several hundredths of AUROC with the seed alone: a difference is called only
-# with at least this many paired seeds in every class, and beyond 2 standard errors.
-MIN_SEEDS = 3
-
-
-def call(mean: float, se: float | None, pairs: int, a_label: str, b_label: str) -> str:
-    """The head-to-head rule: 'A better' or 'B better' when |Δ| > 2 SE with at least MIN_SEEDS
-    pairs in every class, else 'not separable' or 'too few seeds'."""
-    if pairs < MIN_SEEDS or se is None:
-        return f"too few seeds (< {MIN_SEEDS})"
-    if abs(mean) <= 2 * se:
-        return "not separable"
-    return f"{a_label} better" if mean > 0 else f"{b_label} better"
+from raygan.analysis.tables import label
+from raygan.analysis.verdicts import VERSUS_MIN_SEEDS, call
 
 
 def comparison_rows(info: dict, rows: list[dict], comparison, metric: str = "auroc") -> list[dict]:
@@ -85,15 +74,6 @@ def comparison_rows(info: dict, rows: list[dict], comparison, metric: str = "aur
     return out
 
 
-def label(value) -> str:
-    """A factor value as tables print it."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def render_comparisons(study_comparisons, info: dict, rows: list[dict], fmt: str) -> str:
     """The table of every comparison the study names (empty when none has a pair)."""
     entries = [(c, e) for c in study_comparisons for e in comparison_rows(info, rows, c)]
@@ -124,5 +104,5 @@ def render_comparisons(study_comparisons, info: dict, rows: list[dict], fmt: str
         lines.append("| " + " | ".join(row) + " |")
     note = ("The table's own comparisons: test AUROC (%) at the validation-selected epoch, A − B paired by class "
             "and seed (seeds both finished); Δ: mean over classes of the class means, SE combined from the classes' "
-            f"SEs over seeds; called when |Δ| > 2 SE with at least {MIN_SEEDS} seeds in every class")
+            f"SEs over seeds; called when |Δ| > 2 SE with at least {VERSUS_MIN_SEEDS} seeds in every class")
     return "\n".join(lines + ["", note]) + "\n"

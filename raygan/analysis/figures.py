@@ -28,12 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+from raygan.analysis.parquet import read_results
+from raygan.analysis.tables import class_aurocs, class_names, label
 from raygan.core.errors import RayganError
-from raygan.engine.loop import TEST_SCORES, grid_images
-from raygan.analysis.report import _label, class_aurocs
-from raygan.analysis.parquet import CURVES_FILE, read_results
-from raygan.study import Study
-from raygan.tune.driver import TRIALS_DIR
+from raygan.engine.loop import grid_images
+from raygan.engine.run_dir import CONFIG_FILE, TEST_SCORES, selected_checkpoint
+from raygan.store.layout import CURVES_FILE, trial_dir
+from raygan.store.manifest import table_row_factors
+from raygan.store.optuna_db import load_optuna_study
+from raygan.study import Study, find_study
 
 RECONSTRUCTION_CELLS = 10  # rows of the table shown in one reconstruction figure, at most
 IMAGES_PER_KIND = 8  # normal and anomalous test images per reconstruction figure (Fig. 2: 8 + 8)
@@ -61,19 +64,11 @@ def _slug(text: str) -> str:
 
 
 def _cell_name(names: list[str], values: tuple) -> str:
-    return ", ".join(f"{n}={_label(v)}" for n, v in zip(names, values)) or "all"
-
-
-def _class_names(dataset: str) -> list[str] | None:
-    from raygan.data import DATASETS
-
-    if dataset in DATASETS and dataset != "image_folder":
-        return list(DATASETS.get(dataset).class_names)
-    return None
+    return ", ".join(f"{n}={label(v)}" for n, v in zip(names, values)) or "all"
 
 
 def _class_label(dataset: str, class_index: int) -> str:
-    names = _class_names(dataset)
+    names = class_names(dataset)
     if not names or class_index >= len(names):
         return f"class {class_index}"
     name = names[class_index]
@@ -95,7 +90,7 @@ class StudyResults:
         self.rows = [r for r in rows if r["status"] in ("finished", "stopped")]
         if not self.rows:
             raise RayganError(f"{self.dir} has no finished trials to draw")
-        self.row_factors = [f for f in (self.info.get("rows") or ["dataset"]) if f != "dataset"]
+        self.row_factors = [f for f in table_row_factors(self.info) if f != "dataset"]
         curves_path = self.dir / CURVES_FILE
         self.curves: dict[str, list[dict]] = {}
         if curves_path.exists():
@@ -120,7 +115,7 @@ class StudyResults:
         return [c for c in self.cell_order if c in present]
 
     def trial_dir(self, row: dict) -> Path:
-        return self.dir / TRIALS_DIR / row["trial_key"]
+        return trial_dir(self.dir, row["trial_key"])
 
 
 def _lowest_seed(rows: list[dict]) -> dict:
@@ -306,10 +301,10 @@ def reconstructions(results: StudyResults, dataset: str, class_index: int, out_d
     for cell in cells:
         trial = _lowest_seed([r for r in rows if results.cell(r) == cell])
         run_dir = results.trial_dir(trial)
-        checkpoint = run_dir / "checkpoints" / "selected.pt"
+        checkpoint = selected_checkpoint(run_dir)
         if not checkpoint.exists():
             continue
-        config = json.loads((run_dir / "config.json").read_text())
+        config = json.loads((run_dir / CONFIG_FILE).read_text())
         x, x_hat, targets = loader.images({"config": config, "checkpoint": checkpoint})
         panels.append((cell, x, x_hat, targets))
     if not panels:
@@ -352,8 +347,8 @@ def gamma_vs_auroc(results: StudyResults, study: Study | None, out_dir: Path) ->
     if "gamma" not in results.row_factors:
         return None
     plt = _pyplot()
-    row_factors = results.info.get("rows") or ["dataset"]  # as the table's rows: dataset first
-    gamma_at = row_factors.index("gamma")
+    factors = table_row_factors(results.info)  # as the table's rows: dataset first
+    gamma_at = factors.index("gamma")
     lines: dict[tuple, dict[float, list[float]]] = {}  # table row without γ -> γ -> class means
     for key, classes in class_aurocs(results.info, results.rows).items():
         line = key[:gamma_at] + key[gamma_at + 1:]
@@ -409,8 +404,6 @@ def optuna_figures(study_dir: Path, results: StudyResults, out_dir: Path) -> lis
     """Optuna's own optimisation-history and parameter-importance plots of the search's study."""
     import warnings
 
-    from raygan.analysis.report import load_optuna_study
-
     study = load_optuna_study(study_dir, results.info)
     if study is None:
         return []
@@ -432,9 +425,10 @@ def optuna_figures(study_dir: Path, results: StudyResults, out_dir: Path) -> lis
     return written
 
 
-def write_figures(study_dir: Path, out_dir: Path, study: Study | None = None) -> list[Path]:
+def write_figures(study_dir: Path, out_dir: Path) -> list[Path]:
     """Draw every figure the study's results allow into ``out_dir``; return the files written."""
     results = StudyResults(study_dir)
+    study = find_study(results.info["study"])
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     if results.info.get("kind") == "search":

@@ -10,70 +10,25 @@ per trial and epoch.
 
 from __future__ import annotations
 
-import functools
 import json
-import platform
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygan.core.atomic import atomic_path
+from raygan.core.dicts import flatten
 from raygan.core.errors import RayganError, first_line
 from raygan.engine.latency import BATCH_SIZES, metric_name
-from raygan.tune.driver import ROWS_DIR, STUDY_FILE, read_manifest, read_records
+from raygan.store.layout import CURVES_FILE, RECORDS_DIR, RESULTS_FILE
+from raygan.store.manifest import saved_manifest, study_info
+from raygan.store.provenance import provenance
+from raygan.store.records import belongs_to_study, read_records
 
-RESULTS_FILE = "results.parquet"
-CURVES_FILE = "curves.parquet"
 METRICS = ("auroc", "ap", "auroc_val", "auroc_last", "ap_last", "selected_epoch", "epochs",
            "auroc_best_test_optimistic", "train_seconds", "images_per_s", "params_generator",
            "params_discriminator", "discriminator_resets", *map(metric_name, BATCH_SIZES))
-
-
-@functools.cache
-def provenance() -> dict:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "raygan_version": version("raygan"),
-        "torch_version": version("torch"),
-        "ray_version": version("ray"),
-        "optuna_version": version("optuna"),
-        "pyarrow_version": version("pyarrow"),
-        "python_version": platform.python_version(),
-        "git_revision": git_revision(),
-    }
-
-
-def git_revision() -> str | None:
-    """The source tree's commit (with '+dirty' for local changes), if raygan runs from a git checkout."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return rev + ("+dirty" if dirty else "") if rev else None
-
-
-def _flatten(values: dict, prefix: str) -> dict:
-    out = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def result_row(record: dict) -> dict:
@@ -87,8 +42,8 @@ def result_row(record: dict) -> dict:
         "status": record["status"],
         "error": record["error"],
         "seed": record["config"]["data"]["seed"],
-        **_flatten(record["factors"], "factor."),
-        **_flatten(record["config"], ""),
+        **flatten(record["factors"], "factor."),
+        **flatten(record["config"]),
         **{m: metrics.get(m) for m in METRICS},
         **provenance(),
         "node_id": record.get("node_id"),
@@ -135,7 +90,7 @@ def write_results(study_dir: Path, skip_damaged: bool = False) -> tuple[Path, in
         rows += kept_rows
         curves += kept_curves
     if not rows:
-        raise RayganError(f"{study_dir} has no finished trials yet (no records under {study_dir / 'rows'})")
+        raise RayganError(f"{study_dir} has no finished trials yet (no records under {study_dir / RECORDS_DIR})")
     with atomic_path(study_dir / RESULTS_FILE) as tmp:
         pq.write_table(_table(rows), tmp)
     if curves:
@@ -148,12 +103,10 @@ def _kept_from_parquet(study_dir: Path, readable: set[str]) -> tuple[list[dict],
     """Rows (and curves) of trials whose record file is damaged but whose row the Parquet files
     still hold: in an export, or once checkpoints are gone, that row is the trial's only intact
     copy, so skipping the damaged record must not drop it."""
-    from raygan.tune.driver import belongs_to_study
-
-    damaged = {p.stem for p in (study_dir / ROWS_DIR).glob("*.json")} - readable
+    damaged = {p.stem for p in (study_dir / RECORDS_DIR).glob("*.json")} - readable
     if not damaged or not (study_dir / RESULTS_FILE).exists():
         return [], []
-    manifest = read_manifest(study_dir / STUDY_FILE)[0]
+    manifest = saved_manifest(study_dir)
     try:
         table = pq.read_table(study_dir / RESULTS_FILE).to_pylist()
         curves = pq.read_table(study_dir / CURVES_FILE).to_pylist() if (study_dir / CURVES_FILE).exists() else []
@@ -162,7 +115,7 @@ def _kept_from_parquet(study_dir: Path, readable: set[str]) -> tuple[list[dict],
     rows = [r for r in table if r.get("trial_key") in damaged and belongs_to_study(r, manifest)]
     kept = {r["trial_key"] for r in rows}
     for key in sorted(kept):
-        print(f"raygan: kept trial {key} from {RESULTS_FILE}: its record {ROWS_DIR}/{key}.json is damaged, and the "
+        print(f"raygan: kept trial {key} from {RESULTS_FILE}: its record {RECORDS_DIR}/{key}.json is damaged, and the "
               f"Parquet row is its intact copy", file=sys.stderr)
     return rows, [c for c in curves if c.get("trial_key") in kept]
 
@@ -172,15 +125,7 @@ def read_results(study_dir: Path, skip_damaged: bool = False) -> tuple[dict, lis
     damaged file. The Parquet files are derived from ``rows/``: missing, stale or unreadable ones
     are written again from the records."""
     study_dir = Path(study_dir).expanduser()
-    manifest = study_dir / STUDY_FILE
-    if not manifest.exists():
-        raise RayganError(
-            f"{study_dir} is not a study directory (no {STUDY_FILE}); pass the directory a study run "
-            f"printed, e.g. ~/raygan-studies/bn_ablation"
-        )
-    info, damage = read_manifest(manifest)
-    if damage is not None:
-        raise RayganError(f"{damage}; run the study again with the same flags and --resume to write it again")
+    info = study_info(study_dir)
     path = study_dir / RESULTS_FILE
     if skip_damaged or not path.exists() or _stale(study_dir, path):
         write_results(study_dir, skip_damaged)
@@ -191,7 +136,7 @@ def read_results(study_dir: Path, skip_damaged: bool = False) -> tuple[dict, lis
                 pq.read_table(study_dir / name)
         except (pa.ArrowException, OSError) as exc:
             print(f"raygan: {study_dir / name} is unreadable ({first_line(exc)}); writing the Parquet files "
-                  f"again from {study_dir / ROWS_DIR}", file=sys.stderr)
+                  f"again from {study_dir / RECORDS_DIR}", file=sys.stderr)
             write_results(study_dir)
             break
     return info, pq.read_table(path).to_pylist()
@@ -200,8 +145,7 @@ def read_results(study_dir: Path, skip_damaged: bool = False) -> tuple[dict, lis
 def _stale(study_dir: Path, path: Path) -> bool:
     """Whether rows/ holds records the Parquet file does not: compared by trial and record time,
     not by file times, which a git checkout or a copy resets."""
-    rows = study_dir / ROWS_DIR
-    if not rows.is_dir():
+    if not (study_dir / RECORDS_DIR).is_dir():
         return False
     recorded = {(r["trial_key"], r.get("recorded_at")) for r in read_records(study_dir)}
     try:

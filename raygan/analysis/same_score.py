@@ -13,9 +13,10 @@ import json
 import sys
 from pathlib import Path
 
+from raygan.core.atomic import write_text
 from raygan.core.errors import RayganError
-
-SAME_SCORE_FILE = "same_score.json"
+from raygan.engine.run_dir import selected_checkpoint
+from raygan.store.layout import SAME_SCORE_FILE, trial_dir
 
 
 def _load(path: Path) -> dict:
@@ -48,7 +49,7 @@ def with_same_score(study_dir: Path, rows: list[dict]) -> list[dict]:
 
         splits: dict[str, object] = {}
         for r in missing:
-            checkpoint = study_dir / "trials" / r["trial_key"] / "checkpoints" / "selected.pt"
+            checkpoint = selected_checkpoint(trial_dir(study_dir, r["trial_key"]))
             if not checkpoint.exists():
                 print(f"raygan: {r['trial_key']}: no {checkpoint.relative_to(study_dir)} and not in {SAME_SCORE_FILE}; "
                       f"left out of the same-score table", file=sys.stderr)
@@ -62,7 +63,6 @@ def with_same_score(study_dir: Path, rows: list[dict]) -> list[dict]:
             with torch.no_grad():
                 scores = reconstruction_l2(tensors.test_x, detector.reconstruct(tensors.test_x))
             known[r["trial_key"]] = detection_metrics(scores, tensors.test_y)["auroc"]
-            tmp = path.with_name(f".{path.name}.tmp")  # written after each trial: an interrupt loses nothing
-            tmp.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
-            tmp.replace(path)
+            # written after each trial: an interrupt loses nothing
+            write_text(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
     return [{**r, "auroc_reconstruction": known.get(r["trial_key"])} for r in rows]

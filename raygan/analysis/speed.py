@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from raygan.analysis.comparisons import label
+from raygan.analysis.tables import label
 from raygan.engine.latency import BATCH_SIZES, metric_name
 
 

@@ -11,46 +11,25 @@ time that produced it. Never checkpoints, TensorBoard files or Tune's state.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
-import socket
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from raygan.analysis.figures import write_figures
+from raygan.analysis.parquet import read_results
+from raygan.analysis.report import report
 from raygan.core.errors import RayganError
+from raygan.store.layout import EXPORTED_FILES, RECORDS_DIR, STUDY_FILE
+from raygan.store.manifest import read_manifest
+from raygan.store.provenance import VERSION_KEYS, driver_events
+from raygan.store.records import read_records
 
-VERSION_KEYS = ("torch_version", "ray_version", "optuna_version", "python_version")
-DRIVERS_FILE = "drivers.jsonl"  # one line per driver start and end (wall time, machine)
-KEPT = ("study.json", "results.parquet", "curves.parquet", "same_score.json", "optuna.db", DRIVERS_FILE)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def log_driver(study_dir: Path, event: str, **extra) -> None:
-    """Append a driver event (start / end) with the machine it ran on."""
-    from raygan.analysis.parquet import provenance
-
-    entry = {"event": event, "time": time.time(), "hostname": socket.gethostname(), "cpu": cpu_model(),
-             "cores": os.cpu_count(), **{k: v for k, v in provenance().items() if k in (*VERSION_KEYS, "git_revision")},
-             **extra}
-    with open(Path(study_dir) / DRIVERS_FILE, "a") as f:
-        f.write(json.dumps(entry) + "\n")
-
-
-def driver_events(study_dir: Path) -> list[dict]:
-    path = Path(study_dir) / DRIVERS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+# The export folder's own files, besides what it keeps of the study directory
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+PROVENANCE_FILE = "PROVENANCE.md"
 
 
 def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float, int, float | None]:
@@ -72,16 +51,12 @@ def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float,
     return total, len(starts), last
 
 
-# What an export writes besides KEPT: replaced on every export of the same study.
-WRITTEN = (*KEPT, "best_config.json", "report.md", "PROVENANCE.md", "rows", "figures")
+# What an export writes: replaced on every export of the same study.
+WRITTEN = (*EXPORTED_FILES, REPORT_FILE, PROVENANCE_FILE, RECORDS_DIR, FIGURES_DIR)
 
 
 def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | None = None,
                  force: bool = False) -> Path:
-    from raygan.analysis.report import figures, report
-    from raygan.analysis.parquet import read_results
-    from raygan.tune.driver import read_records
-
     study_dir = Path(study_dir).expanduser().resolve()
     info, rows = read_results(study_dir)  # also rebuilds the Parquet files from rows/ if stale
     out = Path(out) if out is not None else (repo_results or Path("results")) / f"{info['study']}-{info['profile']}"
@@ -93,17 +68,17 @@ def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | 
     out.mkdir(parents=True, exist_ok=True)
     compares_methods = any(r.get("factor.method") for r in rows)
     # the report first: it writes same_score.json and best_config.json into the study directory
-    (out / "report.md").write_text(report(study_dir, same_score=compares_methods and info.get("kind") != "search"))
-    if (out / "figures").exists():
-        shutil.rmtree(out / "figures")
-    written = figures(study_dir, out / "figures")
-    for name in (*KEPT, "best_config.json"):
+    (out / REPORT_FILE).write_text(report(study_dir, same_score=compares_methods and info.get("kind") != "search"))
+    if (out / FIGURES_DIR).exists():
+        shutil.rmtree(out / FIGURES_DIR)
+    written = write_figures(study_dir, out / FIGURES_DIR)
+    for name in EXPORTED_FILES:
         if (study_dir / name).exists():
             shutil.copy2(study_dir / name, out / name)
-    if (out / "rows").exists():
-        shutil.rmtree(out / "rows")
-    shutil.copytree(study_dir / "rows", out / "rows")
-    (out / "PROVENANCE.md").write_text(provenance_text(study_dir, info, rows, read_records(study_dir), written))
+    if (out / RECORDS_DIR).exists():
+        shutil.rmtree(out / RECORDS_DIR)
+    shutil.copytree(study_dir / RECORDS_DIR, out / RECORDS_DIR)
+    (out / PROVENANCE_FILE).write_text(provenance_text(study_dir, info, rows, read_records(study_dir), written))
     return out
 
 
@@ -111,8 +86,6 @@ def check_target(out: Path, info: dict, force: bool) -> None:
     """An export replaces only what raygan wrote there for the same study: an earlier export of it.
     Any other non-empty folder is refused; with ``force``, the export's own names in it are
     replaced (and the line says which), other files are left alone."""
-    from raygan.tune.driver import STUDY_FILE, read_manifest
-
     if not out.is_dir() or not any(out.iterdir()):
         return
     held, damage = read_manifest(out / STUDY_FILE) if (out / STUDY_FILE).exists() else ({}, None)

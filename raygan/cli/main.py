@@ -7,86 +7,23 @@ never as a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import typing
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from raygan.cli.boundary import OneLineParser, finite_float, guarded
-from raygan.core.config import ConfigSection, DataConfig
+from raygan.cli.config_flags import add_config_arguments, config_from_args, config_values_from_args
+from raygan.core.config import DataConfig
+from raygan.core.dicts import deep_merge
 from raygan.core.errors import RayganError
 from raygan.core.paths import check_output_dir, check_output_file
 
-# Short spellings used in the papers and the issues, kept beside the field names.
-FLAG_ALIASES = {"class_index": ["--class"], "anomaly_fraction": ["--gamma"]}
-SECTION_SEP = "__"
 # Imported only by the Ray layers (DDP, Tune studies): a bare GPU box can train without them.
 OPTIONAL_DEPENDENCIES = {
     "ray": "pip install 'ray[default,tune,train]' (or train without --workers)",
     "optuna": "pip install optuna",
 }
-
-
-def add_config_arguments(
-    parser: argparse.ArgumentParser, section: type[ConfigSection], prefix: str = "", skip=()
-) -> None:
-    """One flag per config field (nested sections flattened), with the field's help text.
-
-    Unset flags stay None, so only what the user typed overrides the defaults or --config file.
-    """
-    hints = typing.get_type_hints(section)
-    for f in dataclasses.fields(section):  # type: ignore[arg-type]
-        if f.name in skip:
-            continue
-        kind = hints[f.name]
-        dest = f"{prefix}{SECTION_SEP}{f.name}" if prefix else f.name
-        if dataclasses.is_dataclass(kind):
-            group = parser.add_argument_group(f.name, kind.__doc__)
-            add_config_arguments(group, kind, dest, skip)
-            continue
-        names = ["--" + f.name.replace("_", "-"), *FLAG_ALIASES.get(f.name, [])]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
-        if kind is bool or kind == (bool | None):
-            parser.add_argument(
-                *names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-            continue
-        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
-        parser.add_argument(
-            *names, dest=dest, type=base if base in (int, float) else str, default=None,
-            choices=f.metadata.get("choices"), metavar=f.name.upper(), help=help_text,
-        )
-
-
-def config_values_from_args(args: argparse.Namespace) -> dict:
-    """The flags the user set, as a nested dict (``data__seed`` -> {"data": {"seed": ...}})."""
-    values: dict = {}
-    for dest, value in vars(args).items():
-        if value is None or dest in ("handler", "command") or dest.startswith("_"):
-            continue
-        parts = dest.split(SECTION_SEP)
-        node = values
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return values
-
-
-def config_from_args(section: type[ConfigSection], args: argparse.Namespace, prefix: str, **fixed):
-    names = {f.name for f in dataclasses.fields(section)}  # type: ignore[arg-type]
-    values = {k: v for k, v in config_values_from_args(args).items() if k in names}
-    values.update(fixed)
-    return section.from_dict(values, prefix)
-
-
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
@@ -197,7 +134,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for flag, protocol in (("_normal_class", "normal_class"), ("_anomaly_class", "anomaly_class")):
         if getattr(args, flag) is not None:
             flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
-    cfg = RunConfig.from_dict(merge(values, flags))
+    cfg = RunConfig.from_dict(deep_merge(values, flags))
     out = check_output_dir(args._out, "--out", "a run directory") if args._out else None
     if out is not None:
         check_not_foreign(out, "--out", RUN_MARKS, "a raygan run (an existing run's folder continues that run)")
@@ -213,7 +150,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import ray  # noqa: F401  (a missing Ray is one line from main, before any data is loaded)
 
         from raygan.methods import METHODS
-        from raygan.raytrain.ddp import check_reachable, check_scaling
+        from raygan.raytrain.ddp import check_scaling
+        from raygan.raytrain.startup import check_reachable
 
         # before the data and the networks: a wrong address fails in seconds, impossible scaling at once
         check_scaling(METHODS.get(cfg.method).resolve(cfg), args._workers, args._gpus_per_worker,
@@ -233,7 +171,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             threads=cfg.train.threads,
         )
     else:
-        from raygan.engine.devices import resolve_device
+        from raygan.compute.devices import resolve_device
 
         device = resolve_device(args._device or "auto")
         result = train(cfg, out_dir=out, progress=args._progress, device=device, on_start=announce)
@@ -381,17 +319,53 @@ def _cmd_report(args: argparse.Namespace) -> int:
         check_output_dir(args.figures, "--figures")
     sys.stdout.write(report(Path(args.study_dir), args.format, args.skip_damaged, same_score=args.same_score))
     if args.figures:
-        from raygan.analysis.report import figures
+        from raygan.analysis.figures import write_figures
 
-        for path in figures(Path(args.study_dir), Path(args.figures)):
+        for path in write_figures(Path(args.study_dir), Path(args.figures)):
             print(f"figure: {path}", file=sys.stderr)
     return 0
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class _StudyRunHelp(argparse.Action):
+    """--help of `raygan study run`; after a study's NAME it also lists that study's profiles."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from raygan.cli.study import profiles_epilog
+        from raygan.study import load_studies
+
+        studies = load_studies()
+        name = getattr(namespace, "name", None)
+        if name in studies:
+            study = studies.get(name)
+            parser.description = study.caption
+            parser.epilog = f"{profiles_epilog(study)}\n\n{parser.epilog}"
+        else:
+            parser.epilog = f"studies: {', '.join(studies)} (their profiles: raygan study run NAME --help)\n\n{parser.epilog}"
+        parser.print_help()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from raygan.cli.study import STUDY_ENVIRONMENT, STUDY_EXAMPLES, HelpFormatter, environment
+
     parser = OneLineParser(
         prog="raygan",
         description="Ray-distributed hyperparameter and ablation studies for GAN-based anomaly detection (AGAD).",
+        epilog="\n\n".join((_examples(
+            "raygan data describe fashion_mnist               # where the files are, images per class",
+            "raygan train --method agad --dataset digits --normal-class 3 --out runs/digits3",
+            "raygan study list                                # the studies and their profiles",
+            "raygan study run bn_ablation --profile smoke     # = python studies/bn_ablation.py --profile smoke",
+            "raygan report ~/raygan-studies/bn_ablation       # the paper's table, ours beside it",
+            "raygan score --checkpoint runs/digits3/checkpoints/selected.pt images/ --out scores.csv",
+        ), environment(), "documentation: docs/index.md (the CLI reference: docs/reference/cli.md)")),
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -408,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--download", action=argparse.BooleanOptionalAction, default=True,
         help="download missing files into the cache (default: yes)",
     )
+    describe.epilog = "\n\n".join((_examples(
+        "raygan data describe fashion_mnist",
+        "raygan data describe cifar10 --data-root ~/data --no-download",
+    ), environment("RAYGAN_DATA", "RAYGAN_CACHE")))
     describe.set_defaults(handler=_cmd_data_describe)
 
     split = data_commands.add_parser(
@@ -415,10 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     split.add_argument("name", help="data set name (see `raygan data list`)")
     add_config_arguments(split, DataConfig, skip=("dataset",))
+    split.epilog = "\n\n".join((_examples(
+        "raygan data split fashion_mnist --protocol normal_class --class 1 --gamma 0.05 --seed 0",
+        "raygan data split fashion_mnist --protocol anomaly_class --class 4 --val-fraction 0.2",
+    ), environment("RAYGAN_DATA", "RAYGAN_CACHE")))
     split.set_defaults(handler=_cmd_data_split)
 
     models = commands.add_parser("models", help="registered generators, discriminators, BN strategies, methods")
     models.add_argument("--json", action="store_true", help="print {generator: parameter count} as JSON")
+    models.epilog = _examples("raygan models", "raygan models --json")
     models.set_defaults(handler=_cmd_models)
 
     from raygan.core.config import RunConfig
@@ -448,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     ray_group.add_argument("--address", dest="_address", default=None,
                            help="Ray cluster to join ('auto' for a running one); default: start a local Ray")
     add_config_arguments(train, RunConfig)
+    train.epilog = "\n\n".join((_examples(
+        "raygan train --method agad --dataset fashion_mnist --normal-class 1 --backbone naive --epochs 3 --out runs/f1",
+        "raygan train --config runs/f1/config.json --epochs 15 --out runs/f1-15     # a file, flags override",
+        "raygan train --device cuda --method agad --dataset fashion_mnist --normal-class 0 --precision bf16 --out runs/g",
+        "raygan train --method agad --dataset fashion_mnist --normal-class 1 --workers 2 --out runs/ddp   # Ray Train DDP",
+    ), environment("RAYGAN_DATA", "RAYGAN_CACHE", "RAY_ADDRESS")))
     train.set_defaults(handler=_cmd_train)
 
     score = commands.add_parser(
@@ -462,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "own pixel scale (e.g. 0-255; digits: 0-16)")
     score.add_argument("--out", metavar="CSV", help="write the CSV here (default: standard output)")
     score.add_argument("--save-maps", metavar="DIR", help="write each input's reconstruction and |x − x̂| as PNG here")
+    score.epilog = _examples(
+        "raygan score --checkpoint runs/f1/checkpoints/selected.pt photos/ more.png batch.npy --out scores.csv",
+        "raygan score --checkpoint runs/f1/checkpoints/selected.pt images/ --save-maps maps/",
+    )
     score.set_defaults(handler=_cmd_score)
 
     export = commands.add_parser(
@@ -472,18 +465,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, metavar="PATH", help="a run's checkpoints/selected.pt (or last.pt)")
     export.add_argument("--out", required=True, metavar="FILE.pt2", help="the .pt2 file to write")
     export.add_argument("--onnx", action="store_true", help="fail unless the ONNX file can be written too")
+    export.epilog = _examples(
+        "raygan export --checkpoint runs/f1/checkpoints/selected.pt --out f1.pt2          # + f1.onnx with the onnx extra",
+        "python -c \"import torch; m = torch.export.load('f1.pt2').module(); print(m(torch.zeros(2, 1, 32, 32)))\"",
+    )
     export.set_defaults(handler=_cmd_export)
 
     from raygan.cli.study import add_study_arguments
 
-    study = commands.add_parser("study", help="run the paper's tables as Ray Tune studies (list, run, best)")
+    study = commands.add_parser("study", help="run the paper's tables as Ray Tune studies (list, run, best, export)")
     study_commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
     study_list = study_commands.add_parser("list", help="the registered studies and their profiles")
     study_list.set_defaults(handler=_cmd_study_list)
     study_run = study_commands.add_parser(
         "run", help="run a study (same flags as python studies/NAME.py)",
         description="Run a study as a Ray Tune experiment; --dry-run prints its trials and cost.",
+        add_help=False,
+        epilog="\n\n".join((STUDY_EXAMPLES.replace("python studies/bn_ablation.py", "raygan study run bn_ablation")
+                             .replace("python studies/hpo.py", "raygan study run hpo"),
+                             environment(*STUDY_ENVIRONMENT))),
     )
+    study_run.add_argument("-h", "--help", action=_StudyRunHelp,
+                           help="show this help and exit; after NAME, also that study's profiles")
     study_run.add_argument("name", help="study name (raygan study list)")
     add_study_arguments(study_run)
     study_run.set_defaults(handler=_cmd_study_run)
@@ -491,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     study_best.add_argument("study_dir", help="a study directory (<storage>/<study>)")
     study_best.add_argument("--skip-damaged", action="store_true",
                             help="leave out trial records (rows/<key>.json) that cannot be read, naming each")
+    study_best.epilog = _examples("raygan study best ~/raygan-studies/hpo",
+                                  "raygan train --config ~/raygan-studies/hpo/best_config.json --out runs/best")
     study_best.set_defaults(handler=_cmd_study_best)
     study_export = study_commands.add_parser(
         "export", help="the study's results as a folder to commit: records, Parquet, report, figures, provenance "
@@ -501,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     study_export.add_argument("--force", action="store_true",
                               help="replace what --out holds even though it is not this study's export (says what "
                                    "it replaces)")
+    study_export.epilog = _examples(
+        "raygan study export ~/raygan-studies/bn_ablation                    # -> results/bn_ablation-<profile>/",
+        "cp -r results/bn_ablation-cpu ~/raygan-studies/bn_ablation && python studies/bn_ablation.py --profile cpu --resume",
+    )
     study_export.set_defaults(handler=_cmd_study_export)
 
     report = commands.add_parser("report", help="a study's results in the paper's table layout, with the paper's numbers")
@@ -516,8 +525,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--skip-damaged", action="store_true",
                         help="leave out trial records (rows/<key>.json) that cannot be read, naming each, "
                              "instead of stopping at the first")
+    report.epilog = _examples(
+        "raygan report results/one_class-cpu --same-score",
+        "raygan report ~/raygan-studies/bn_ablation --format csv > table.csv",
+        "raygan report ~/raygan-studies/bn_ablation --figures figures/",
+    )
     report.set_defaults(handler=_cmd_report)
+    for sub in _parsers(parser):
+        sub.formatter_class = HelpFormatter
     return parser
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -555,7 +579,7 @@ def _log_dir(args: argparse.Namespace) -> Path | None:
     if args.command == "study" and getattr(args, "study_command", None) == "run":
         from raygan.study import load_studies
         from raygan.cli.study import options_from
-        from raygan.tune.driver import study_dir_for
+        from raygan.tune.plan import study_dir_for
 
         return study_dir_for(options_from(args).storage, load_studies().get(args.name))
     return None

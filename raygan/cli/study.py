@@ -23,18 +23,66 @@ from raygan.study import (
     estimate_worker_hours,
     expand,
     narrow_profile,
-    search_base,
+    search_instances,
     study_hash,
 )
-from raygan.tune.driver import Plan, RunOptions, run_plan, study_dir_for
+from raygan.tune.plan import Plan, RunOptions, study_dir_for
 
 DEFAULT_STORAGE = "~/raygan-studies"
+
+# The environment variables raygan reads (or passes to Ray), for the epilogs of --help.
+ENVIRONMENT = {
+    "RAYGAN_DATA": "a directory searched for data set files after --data-root",
+    "RAYGAN_CACHE": "where downloads are cached (default: $XDG_CACHE_HOME/raygan or ~/.cache/raygan)",
+    "RAYGAN_STORAGE": f"where studies live without --storage (default: {DEFAULT_STORAGE})",
+    "RAYGAN_PROGRESS_SECONDS": "how often a study's status line is printed again in a log (default: 30)",
+    "RAYGAN_CONFIRM_CONFIG": "hpo_confirm: the search's best_config.json (default: the committed export's)",
+    "RAY_worker_niceness": "niceness of Ray's workers (Ray's default: 15); 0: normal priority, 19: idle CPU only",
+    "RAY_ADDRESS": "a running Ray to join (set inside `ray job submit`; --address auto finds it)",
+}
+STUDY_EXAMPLES = """examples:
+  python studies/bn_ablation.py --profile smoke              # minutes on a laptop, offline data
+  python studies/bn_ablation.py --profile paper --dry-run    # the trials and their estimated cost
+  python studies/bn_ablation.py --profile cpu --resume       # continue (or grow) a study
+  python studies/hpo.py --profile cpu --optuna-storage postgresql://user:pw@head:5432/optuna
+  python studies/bn_ablation.py --profile paper --address auto --gpus-per-trial 0.25 --max-failures 3"""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions and epilogs wrap paragraph by paragraph; indented lines (examples, lists) stay
+    as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for block in text.split("\n\n"):
+            lines = block.splitlines()
+            if any(line.startswith(" ") for line in lines):
+                blocks.append("\n".join(indent + line for line in lines))
+            else:
+                blocks.append(super()._fill_text(block, width, indent))
+        return "\n\n".join(blocks)
+
+
+def environment(*names: str) -> str:
+    """The epilog paragraph naming the environment variables a command reads."""
+    names = names or tuple(ENVIRONMENT)
+    width = max(map(len, names))
+    return "environment:\n" + "\n".join(f"  {n:{width}s}  {ENVIRONMENT[n]}" for n in names)
+
+
+def profiles_epilog(study: Study) -> str:
+    return "profiles:\n" + "\n".join(f"  {n}: {p.description}" for n, p in study.profiles.items())
+
+
+STUDY_ENVIRONMENT = ("RAYGAN_STORAGE", "RAYGAN_DATA", "RAYGAN_CACHE", "RAYGAN_PROGRESS_SECONDS",
+                     "RAYGAN_CONFIRM_CONFIG", "RAY_worker_niceness", "RAY_ADDRESS")
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke",
-                        help="smoke (offline data, minutes on 2 CPU cores) | cpu (real Fashion-MNIST, about 1-2 h on 2 CPU "
-                             "cores) | paper (the full protocol); default: smoke")
+                        help="smoke (offline data, minutes on 2 CPU cores) | cpu (real Fashion-MNIST, hours on 2 CPU cores: "
+                             "the committed runs took 71-242 min) | paper (the full protocol); the study's own are "
+                             "listed under `--help` with its NAME; default: smoke")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the trials, their count and estimated CPU-worker-hours; run nothing")
     parser.add_argument("--device-profile", type=Path, default=None, metavar="FILE",
@@ -86,9 +134,13 @@ def make_plan(study: Study, args: argparse.Namespace) -> Plan:
     if study.is_search:
         if not profile.samples:
             raise RayganError(f"search {study.name}: profile {args.profile} sets no sample count; pass --samples")
-        base = search_base(study, profile, overrides)
-        return Plan(study, args.profile, study_hash(study, args.profile, base, profile.samples), base=base,
-                    samples=profile.samples, epochs=base.config["train"]["epochs"])
+        instances = search_instances(study, profile, overrides)
+        base = instances[0]
+        # A one-instance search hashes as it always did: its directory and Optuna study stay its own.
+        hashed = base if len(instances) == 1 else list(instances)
+        return Plan(study, args.profile, study_hash(study, args.profile, hashed, profile.samples), base=base,
+                    samples=profile.samples, epochs=base.config["train"]["epochs"],
+                    instances=instances if len(instances) > 1 else ())
     trials = expand(study, profile, overrides)
     return Plan(study, args.profile, study_hash(study, args.profile, trials, None), trials=tuple(trials),
                 epochs=max(t.config["train"]["epochs"] for t in trials))
@@ -119,9 +171,15 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
         raise RayganError(f"--gpus must be >= 1; got {gpus}")
     profile = DeviceProfile.load(device_profile) if device_profile is not None else None
     if plan.study.is_search:
-        print(f"search {plan.study.name}: up to {plan.samples} Optuna trials (ASHA stops weak ones early) on")
-        print(json.dumps(plan.base.as_dict()))
-        configs = [plan.base.config] * plan.samples
+        if plan.instances:
+            print(f"search {plan.study.name}: up to {plan.samples} Optuna trials, each on up to {len(plan.instances)} "
+                  f"instances in this order (racing stops weak ones early):")
+            for instance in plan.instances:
+                print(json.dumps(instance.as_dict()))
+        else:
+            print(f"search {plan.study.name}: up to {plan.samples} Optuna trials (ASHA stops weak ones early) on")
+            print(json.dumps(plan.base.as_dict()))
+        configs = [t.config for t in (plan.instances or (plan.base,))] * plan.samples
     else:
         configs = [t.config for t in plan.trials]
         for trial in plan.trials:
@@ -135,10 +193,12 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
     low, high = (sum(r[i] for r in ranges) / 3600 / 2 for i in (0, 1))
     hours, count = estimate_worker_hours(configs) / 2, len(configs)
     span = f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g}-{high:.3g}"
-    print(f"{plan.study.name} ({plan.study.reproduces}), profile {plan.profile}: {count} trials, "
-          f"about {span} CPU-worker-hours (2-core workers, two one-thread trials at a time; README: "
-          f"what the estimate is based on)")
-    summary = {"study": plan.study.name, "profile": plan.profile, "trials": count,
+    unit = "instance-runs at most" if plan.instances else "trials"
+    print(f"{plan.study.name} ({plan.study.reproduces}), profile {plan.profile}: {count} {unit}, "
+          f"about {span} CPU-worker-hours (2-core workers, two one-thread trials at a time; the model: "
+          f"docs/cost.md)")
+    summary = {"study": plan.study.name, "profile": plan.profile,
+               **({"trials": plan.samples, "instance_runs": count} if plan.instances else {"trials": count}),
                "estimated_worker_hours": round(hours, 3), "estimated_worker_hours_range": [round(low, 3), round(high, 3)]}
     if profile is not None:
         estimate = gpu_estimate(profile, configs, gpus)
@@ -153,9 +213,10 @@ def dry_run(plan: Plan, device_profile: Path | None = None, gpus: int = 1) -> No
 
 
 def run(study: Study, args: argparse.Namespace) -> int:
-    from raygan.analysis.report import report
     from raygan.analysis.parquet import write_results
-    from raygan.tune.driver import read_records
+    from raygan.analysis.report import report
+    from raygan.store.records import read_records
+    from raygan.tune.driver import run_plan
 
     plan = make_plan(study, args)
     options = options_from(args)
@@ -188,8 +249,9 @@ def main(study: Study, argv: Sequence[str] | None = None) -> None:
         command,
         prog=f"python studies/{study.name}.py",
         description=study.caption,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="profiles:\n" + "\n".join(f"  {n}: {p.description}" for n, p in study.profiles.items()),
+        formatter_class=HelpFormatter,
+        epilog="\n\n".join((profiles_epilog(study), STUDY_EXAMPLES.replace("bn_ablation", study.name),
+                             environment(*STUDY_ENVIRONMENT))),
     )
     add_study_arguments(parser)
     args = parser.parse_args(argv)

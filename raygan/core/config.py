@@ -247,7 +247,7 @@ class LossConfig(ConfigSection):
     detach_pseudo_anomaly: bool | None = option(
         None,
         "feed x̂ into the second generator pass as a fixed pseudo-anomaly (no gradient into G(x)); "
-        "the paper does not say (README: measured choice)",
+        "the paper does not say (docs/methods.md: measured choice)",
     )
     contextual_adversarial_wrap: str | None = option(
         None,

@@ -4,6 +4,7 @@ a folder where a file is wanted, a read-only or missing place are one line namin
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -74,3 +75,7 @@ def free_space(path: Path) -> str:
             return f"{free:.0f} {unit} free" if unit == "bytes" else f"{free:.1f} {unit} free"
         free /= 1024
     return ""
+
+
+# The errnos of a full disk (or a full quota): the study stops and says where, instead of failing trials.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raygan.data.files import CorruptFile
 from raygan.core.errors import DataError
+from raygan.data.files import CorruptFile
 
 IMAGE_BYTES = 3 * 32 * 32
 

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from raygan.core.errors import DataError
+from raygan.core.registry import Registry
 from raygan.data import files
 from raygan.data.cifar import parse_cifar_records, read_cifar_file
 from raygan.data.files import Download
 from raygan.data.idx import read_idx
 from raygan.data.splitmix import keyed_order
-from raygan.core.errors import DataError
-from raygan.core.registry import Registry
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Finding data set files on disk, and checksummed downloads into a cache.
 
-Search order (issue 2): an explicit ``--data-root``, ``$RAYGAN_DATA``, known system locations
+Search order: an explicit ``--data-root``, ``$RAYGAN_DATA``, known system locations
 (Debian's ``dataset-fashion-mnist`` installs ``/usr/share/datasets/fashion-mnist``), the download
 cache, and only then a download from the original sources. Files found locally are validated by
 their format (the readers reject truncated or corrupt files); downloads are checked against the

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raygan.data.files import CorruptFile
 from raygan.core.errors import DataError
+from raygan.data.files import CorruptFile
 
 _UBYTE = 0x08
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raygan.data.datasets import ImageDataset, register_dataset
 from raygan.core.errors import DataError
+from raygan.data.datasets import ImageDataset, register_dataset
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm"}
 FOLDER_TEST_FRACTION = 0.1

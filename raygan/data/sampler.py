@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from raygan.data.splits import round_half_up
-from raygan.data.splitmix import keyed_order
 from raygan.core.errors import ConfigError
+from raygan.data.splitmix import keyed_order
+from raygan.data.splits import round_half_up
 
 MIN_ANOMALIES_PER_BATCH = 32  # papers/004 §3.3.2
 

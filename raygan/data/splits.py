@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from raygan.core.config import DataConfig
+from raygan.core.errors import ConfigError
 from raygan.data.datasets import ImageDataset, load_dataset, to_model_input
 from raygan.data.splitmix import keyed_order
-from raygan.core.errors import ConfigError
 
 NORMAL, ANOMALOUS = 0, 1
 
@@ -160,15 +160,21 @@ class SplitTensors:
     max_value: int = 255  # the stored pixel value that maps to +1 (digits: 16)
 
 
-def split_tensors(dataset: ImageDataset, split: OneClassSplit, image_size: int | None = None) -> SplitTensors:
+def split_tensors(dataset: ImageDataset, split: OneClassSplit, image_size: int | None = None,
+                  inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> SplitTensors:
+    """``inputs``: every train and test image already converted at ``image_size`` (a process's
+    prepared data); the split's images are then picked from them instead of converted again."""
     size = image_size or dataset.image_size
 
-    def convert(images: np.ndarray, part: Part) -> tuple[torch.Tensor, torch.Tensor]:
+    def convert(images: np.ndarray, part: Part, converted: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if converted is not None:  # a copy: a run may change its tensors, never the shared ones
+            return converted[torch.from_numpy(part.indices)], torch.from_numpy(part.targets)
         return to_model_input(images[part.indices], dataset.max_value, size), torch.from_numpy(part.targets)
 
-    train_x, train_y = convert(dataset.train_images, split.train)
-    val_x, val_y = convert(dataset.train_images, split.val)
-    test_x, test_y = convert(dataset.test_images, split.test)
+    train_all, test_all = inputs if inputs is not None else (None, None)
+    train_x, train_y = convert(dataset.train_images, split.train, train_all)
+    val_x, val_y = convert(dataset.train_images, split.val, train_all)
+    test_x, test_y = convert(dataset.test_images, split.test, test_all)
     return SplitTensors(
         train_x, train_y, val_x, val_y, test_x, test_y,
         torch.from_numpy(split.test.classes), size, dataset.channels, dataset.max_value,

@@ -7,13 +7,13 @@ with ``torch.load(..., weights_only=True)`` (no pickle of arbitrary objects). Wr
 
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 from pathlib import Path
 
 import torch
 
+from raygan.core.atomic import atomic_path
 from raygan.core.errors import RayganError, first_line
 
 FORMAT_VERSION = 1
@@ -22,10 +22,8 @@ SELECTED = "selected.pt"
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT_VERSION, **state}, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from raygan.core.errors import RayganError
 
-# benchmarks/throughput.py, 2 threads, batch 256, alone (README, Benchmarks > Throughput).
+# benchmarks/throughput.py, 2 threads, batch 256, alone (docs/benchmarks.md, Throughput).
 BENCH_TRAIN_IMAGES_PER_S = {"naive": 385.1, "unet": 108.9, "unetpp": 48.5, "ganomaly": 518.7, "autoencoder": 1359.1,
                             "skip_ganomaly": 215.8}
 BENCH_SCORE_MS_PER_IMAGE = {"naive": 0.226, "unet": 0.936, "unetpp": 2.496, "ganomaly": 0.318, "autoencoder": 0.226,
@@ -43,7 +43,7 @@ CPU_MEASURED = {
 SLOWDOWN_TRAIN = sorted(BENCH_TRAIN_IMAGES_PER_S[k] / CPU_MEASURED[k][0] for k in CPU_MEASURED)
 SLOWDOWN_SCORE = sorted(CPU_MEASURED[k][1] / BENCH_SCORE_MS_PER_IMAGE[k] for k in CPU_MEASURED)
 # Per trial: Tune's own cost of an in-process trial (1.1 s, benchmarks/tune_overhead.py), loading and
-# splitting Fashion-MNIST (0.9 s, README), building the networks and the first steps' oneDNN set-up.
+# splitting Fashion-MNIST (0.9 s, docs/benchmarks.md), building the networks and the first steps' oneDNN set-up.
 CPU_TRIAL_STARTUP_S = 3.0
 # Per epoch besides training and scoring: last.pt and selected.pt (~25 MB each for AGAD naive with
 # Adam state), test_scores.npz, TensorBoard grids and histograms, metrics.json.
@@ -85,7 +85,7 @@ def trial_shape(config: dict) -> TrialShape:
         per_class *= len(DATASETS.get(cfg.data.dataset).class_names) - 1
     # An epoch is one pass over the normals in batches of B − m normals and m labelled anomalies,
     # m ≥ 32 whenever there are any (papers/004 §3.3.2): on a small set such as digits that more
-    # than doubles the images trained per epoch (the old estimate's main miss, issue 17).
+    # than doubles the images trained per epoch (what an estimate of one pass over the normals missed).
     normals = per_class * (1 - cfg.data.val_fraction)
     batch = cfg.train.batch_size
     anomalies = normals * cfg.data.anomaly_fraction / max(1e-9, 1 - cfg.data.anomaly_fraction)

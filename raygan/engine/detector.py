@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from raygan.engine.checkpoints import load_checkpoint
+from raygan.core.errors import RayganError
 from raygan.data.datasets import to_model_input
 from raygan.data.image_folder import IMAGE_SUFFIXES, read_images
-from raygan.core.errors import RayganError
+from raygan.engine.checkpoints import load_checkpoint
 from raygan.methods import Method, load_method
 
 ARRAY_SUFFIX = ".npy"

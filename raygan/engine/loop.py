@@ -20,22 +20,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raygan.core.atomic import write_text
-from raygan.engine.checkpoints import LAST, SELECTED, load_checkpoint, save_checkpoint
+from raygan.compute.devices import configure_backends
+from raygan.compute.distributed import DistributedContext
+from raygan.core.atomic import atomic_path, write_text
 from raygan.core.config import RunConfig
-from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
-from raygan.data.splits import SplitTensors
-from raygan.engine.devices import configure_backends
-from raygan.engine.distributed import DistributedContext
 from raygan.core.errors import RayganError
+from raygan.data import AnomalyBatchSampler, build_split, load_for_config, split_tensors
+from raygan.data.prepared import prepared_data
+from raygan.data.splits import SplitTensors
+from raygan.engine.checkpoints import load_checkpoint, save_checkpoint
 from raygan.engine.evaluation import choose_threshold, detection_metrics
 from raygan.engine.latency import scoring_ms_per_image
+from raygan.engine.run_dir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    TEST_SCORES,
+    last_checkpoint,
+    selected_checkpoint,
+)
 from raygan.methods import Method, build_method
 from raygan.models import count_parameters
 
 EpochCallback = Callable[[dict, Path | None], None]
 GRID_IMAGES = 8
-TEST_SCORES = "test_scores.npz"  # in the run directory, beside checkpoints/selected.pt
 # Inputs up to this side length live on the training device for the whole run (Fashion-MNIST at
 # 32×32: 287 MB in fp32); larger ones stay on the host and each batch goes over from pinned memory.
 RESIDENT_MAX_SIZE = 32
@@ -63,9 +71,14 @@ def prepare_torch(cfg: RunConfig, device: torch.device = torch.device("cpu")) ->
 
 
 def load_split_tensors(cfg: RunConfig) -> tuple[SplitTensors, dict]:
-    dataset = load_for_config(cfg.data)
-    split = build_split(dataset, cfg.data)
-    tensors = split_tensors(dataset, split, cfg.data.image_size)
+    """The run's data, from this process's prepared data where it keeps some (a Tune trial)."""
+    prepared = prepared_data()
+    if prepared is not None:
+        dataset, split, tensors = prepared.split(cfg.data)
+    else:
+        dataset = load_for_config(cfg.data)
+        split = build_split(dataset, cfg.data)
+        tensors = split_tensors(dataset, split, cfg.data.image_size)
     info = {"counts": split.counts(), "location": dataset.location, "class_names": dataset.class_names}
     return tensors, info
 
@@ -211,18 +224,18 @@ def train(
     cfg = method.cfg  # resolved: the method's paper defaults filled in
     if on_start is not None and is_main:
         on_start(method)
-    if resume_from is None and out_dir is not None and (out_dir / "checkpoints" / LAST).exists():
-        resume_from = out_dir / "checkpoints" / LAST
+    if resume_from is None and out_dir is not None and last_checkpoint(out_dir).exists():
+        resume_from = last_checkpoint(out_dir)
     state = _resume(cfg, resume_from, method) if resume_from is not None else RunState()
     if distributed is not None:
         method.distribute(distributed)
     writer = None
     if out_dir is not None and is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        write_text(out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
         from raygan.engine.tensorboard import RunWriter
 
-        writer = RunWriter(out_dir / "tensorboard", hparams or cfg.to_dict(), purge_step=state.global_step or None)
+        writer = RunWriter(out_dir / TENSORBOARD_DIR, hparams or cfg.to_dict(), purge_step=state.global_step or None)
 
     train_x, train_y = tensors.train_x, tensors.train_y
     if not method.uses_labelled_anomalies:
@@ -285,11 +298,11 @@ def train(
                 state.history.append(record)
                 record = {**record, "selected_epoch": select_epoch(state.history, cfg.train.select)["epoch"]}
                 if out_dir is not None:
-                    checkpoint = out_dir / "checkpoints" / LAST
+                    checkpoint = last_checkpoint(out_dir)
                     payload = _checkpoint_payload(method, cfg, state, tensors)
                     save_checkpoint(checkpoint, payload)
                     if record["selected_epoch"] == epoch:
-                        save_checkpoint(out_dir / "checkpoints" / SELECTED, payload)
+                        save_checkpoint(selected_checkpoint(out_dir), payload)
                         save_test_scores(out_dir / TEST_SCORES, test_scores, tensors, epoch)
                     writer.epoch(record, epoch)
                     _write_metrics(out_dir, _result(cfg, method, state, data_info))
@@ -311,10 +324,9 @@ def train(
 def save_test_scores(path: Path, scores: torch.Tensor, tensors: SplitTensors, epoch: int) -> None:
     """The selected epoch's per-image test scores, 0/1 targets and original classes: what score
     box plots need (`raygan report --figures`), about 60 KB for a 10,000-image test set."""
-    tmp = path.with_name(path.name + ".tmp.npz")  # np.savez appends .npz to other names
-    np.savez_compressed(tmp, scores=scores.numpy().astype(np.float32), targets=tensors.test_y.numpy().astype(np.int8),
-                        classes=tensors.test_classes.numpy().astype(np.int16), epoch=np.int64(epoch))
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:  # np.savez appends .npz to other names
+        np.savez_compressed(tmp, scores=scores.numpy().astype(np.float32), targets=tensors.test_y.numpy().astype(np.int8),
+                            classes=tensors.test_classes.numpy().astype(np.int16), epoch=np.int64(epoch))
 
 
 def _evaluate(method: Method, tensors: SplitTensors, cfg: RunConfig, writer, epoch: int,
@@ -434,6 +446,4 @@ def _result(cfg: RunConfig, method: Method, state: RunState, data_info: dict) ->
 
 
 def _write_metrics(out_dir: Path, result: dict) -> None:
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out_dir / "metrics.json")
+    write_text(out_dir / METRICS_FILE, json.dumps(result, indent=2) + "\n")

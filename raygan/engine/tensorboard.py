@@ -5,26 +5,26 @@ this run's config against its final metrics).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from raygan.core.dicts import flatten
+
 HPARAM_METRICS = ("hparam/auroc", "hparam/auroc_last", "hparam/auroc_val", "hparam/selected_epoch")
 
 
+def hparam_values(values: Mapping) -> dict[str, float | int | str | bool]:
+    """Values as TensorBoard's HParams takes them: numbers, text and flags as they are, anything else as text."""
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in values.items()}
+
+
 def flat_hparams(config: dict, prefix: str = "") -> dict[str, float | int | str | bool]:
-    out: dict[str, float | int | str | bool] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat_hparams(value, f"{name}."))
-        elif isinstance(value, (int, float, str, bool)):
-            out[name] = value
-        else:
-            out[name] = str(value)
-    return out
+    """A nested config as HParams entries with dotted names (``model.backbone``)."""
+    return hparam_values(flatten(config, prefix))
 
 
 class RunWriter:

@@ -21,7 +21,7 @@ statistics; otherwise the whole batch passes G together. The second pass is rout
 "pseudo_anomaly" (the auxiliary BN under `advprop`).
 
 Whether the contextual adversarial gradient flows back into the first pass is not stated by the
-paper: `loss.detach_pseudo_anomaly` chooses (README: measured).
+paper: `loss.detach_pseudo_anomaly` chooses (docs/methods.md: measured).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class AGAD(Method):
     default_backbone = "unetpp"  # AGAD §3.3.1 (MNIST: naive, Table 1 footnote)
     default_discriminator = "vgg"  # AGAD §3.3.1
     # §6.2: "we hereby deploy auxiliary batch norms for the generated pseudo-anomaly data". Also
-    # measured (README, benchmarks/agad_variants.py): with shared BN the detached x̂ collapsed
+    # measured (docs/methods.md, benchmarks/agad_variants.py): with shared BN the detached x̂ collapsed
     # F-MNIST T-shirt to 0.47 test AUROC by epoch 5; the auxiliary BN kept it at 0.89.
     default_bn_strategy = "advprop"
     default_weights = {  # AGAD §4.2
@@ -50,7 +50,7 @@ class AGAD(Method):
         "contextual_weight": 50.0,
         "contextual_adversarial_weight": 15.0,
         "latent_weight": 5.0,
-        # Not in the paper. Measured (README, benchmarks/agad_variants.py): with x̂ detached the
+        # Not in the paper. Measured (docs/methods.md, benchmarks/agad_variants.py): with x̂ detached the
         # F-MNIST validation AUROC was highest and did not decay late, unlike the gradient-flowing
         # variant; λ_adcon = 0 stays available as Table 4's "w/o".
         "detach_pseudo_anomaly": True,

@@ -14,13 +14,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from raygan.engine.allocator import keep_freed_memory
+from raygan.compute.allocator import keep_freed_memory
+from raygan.compute.devices import Autocast, autocast, to_float
+from raygan.compute.distributed import DistributedContext
 from raygan.core.config import LossConfig, ModelConfig, RunConfig, method_weight_names
-from raygan.engine.devices import Autocast, autocast, to_float
-from raygan.engine.distributed import DistributedContext
 from raygan.core.errors import ConfigError
-from raygan.models import build_discriminator, build_generator, dcgan_init
 from raygan.core.registry import Registry
+from raygan.models import build_discriminator, build_generator, dcgan_init
 
 Terms = dict[str, torch.Tensor]
 
@@ -79,7 +79,7 @@ class Method:
             net.to(memory_format=self.memory_format)
         if self.device.type == "cpu":
             # Step-sized activations stay in the heap instead of being page-faulted in again at
-            # every step: 15-20% of an AGAD naive step on this CPU (raygan.engine.allocator).
+            # every step: 15-20% of an AGAD naive step on this CPU (raygan.compute.allocator).
             keep_freed_memory()
         train = cfg.train
         # Fused Adam: one kernel per parameter tensor instead of about ten elementwise ops, the

@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from raygan.core.registry import Registry
 from raygan.models.dcgan import DCGANEncoder
 from raygan.models.geometry import check_image_geometry
 from raygan.models.init import dcgan_init
 from raygan.models.norms import NormFactory, shared_batch_norm
-from raygan.core.registry import Registry
 
 DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator")
 

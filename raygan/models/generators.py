@@ -12,11 +12,11 @@ import math
 import torch
 from torch import nn
 
+from raygan.core.registry import Registry
 from raygan.models.dcgan import DCGANDecoder, DCGANEncoder
 from raygan.models.geometry import check_image_geometry, check_latent_size
 from raygan.models.init import dcgan_init
 from raygan.models.norms import NormFactory, shared_batch_norm
-from raygan.core.registry import Registry
 
 GENERATORS: Registry[type[nn.Module]] = Registry("generator")
 

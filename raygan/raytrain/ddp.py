@@ -13,22 +13,20 @@ is named after the configuration hash and stored under ``<out>/ray``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
 from raygan.core.config import RunConfig
+from raygan.core.errors import ConfigError, RayganError
 from raygan.data.splits import build_split, load_for_config
-from raygan.core.errors import ConfigError, RayganError, first_line
+from raygan.engine.checkpoints import LAST
+from raygan.engine.run_dir import METRICS_FILE, RAY_DIR, last_checkpoint, run_summary, scalars
 from raygan.methods import METHODS
+from raygan.raytrain.startup import check_reachable, check_resources, start_ray
 
-RAY_DIR = "ray"
-RESULT_FILE = "result.json"
-RUN_SUMMARY = ("auroc", "ap", "auroc_val", "auroc_last", "selected_epoch", "epochs", "images_per_s", "train_seconds")
+RESULT_FILE = "result.json"  # in the trainer's checkpoint: rank 0's result, for the driver
 
 
 def check_scaling(cfg: RunConfig, workers: int, gpus_per_worker: float, cpus_per_worker: float, sync_bn: bool) -> None:
@@ -42,14 +40,10 @@ def check_scaling(cfg: RunConfig, workers: int, gpus_per_worker: float, cpus_per
     if sync_bn and gpus_per_worker <= 0:
         raise ConfigError(
             "--sync-bn needs GPUs (--gpus-per-worker > 0): torch's SyncBatchNorm only runs on GPU "
-            "modules. On CPU each worker normalises with its own batch statistics (see README)."
+            "modules. On CPU each worker normalises with its own batch statistics (docs/training.md)."
         )
     if cpus_per_worker <= 0:
         raise ConfigError(f"--cpus-per-worker must be > 0; got {cpus_per_worker}")
-
-
-def _flat_metrics(record: dict) -> dict:
-    return {k: v for k, v in record.items() if isinstance(v, (int, float, str, bool))}
 
 
 def _train_worker(loop_config: dict) -> None:
@@ -58,7 +52,7 @@ def _train_worker(loop_config: dict) -> None:
     import torch
     from torch import nn
 
-    from raygan.engine.distributed import DistributedContext
+    from raygan.compute.distributed import DistributedContext
     from raygan.engine.loop import train
 
     context = ray.train.get_context()
@@ -78,7 +72,7 @@ def _train_worker(loop_config: dict) -> None:
     resume_from = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        resume_from = Path(checkpoint.to_directory()) / "last.pt"
+        resume_from = Path(checkpoint.to_directory()) / LAST
 
     extra = {"node_id": ray.get_runtime_context().get_node_id(), **loop_config.get("extra_metrics", {})}
 
@@ -86,18 +80,17 @@ def _train_worker(loop_config: dict) -> None:
         record = {**record, **extra}
         if "epoch" in record:
             record["epochs_done"] = record["epoch"] + 1
-        if rank == 0 and (out_dir / "metrics.json").exists():
+        if rank == 0 and (out_dir / METRICS_FILE).exists():
             # the run so far at its validation-selected epoch (what a Tune search reads)
-            metrics = json.loads((out_dir / "metrics.json").read_text())
-            record.update({f"run_{k}": v for k, v in metrics.items() if k in RUN_SUMMARY})
+            record.update(run_summary(json.loads((out_dir / METRICS_FILE).read_text())))
         if checkpoint_path is None:
-            ray.train.report(_flat_metrics(record))
+            ray.train.report(scalars(record))
             return
         with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy2(checkpoint_path, Path(tmp) / "last.pt")
+            shutil.copy2(checkpoint_path, Path(tmp) / LAST)
             if result is not None:
                 (Path(tmp) / RESULT_FILE).write_text(json.dumps(result))
-            ray.train.report(_flat_metrics(record), checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            ray.train.report(scalars(record), checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     device = ray.train.torch.get_device()
     result = train(
@@ -112,7 +105,7 @@ def _train_worker(loop_config: dict) -> None:
     # One more report on every rank (a barrier): rank 0's checkpoint carries the final result to
     # the driver, which may run on another node than rank 0. It repeats the last epoch's metrics
     # so that a Tune scheduler reading this report sees them too.
-    last = out_dir / "checkpoints" / "last.pt" if rank == 0 else None
+    last = last_checkpoint(out_dir) if rank == 0 else None
     final = {**result["history"][-1], "final": True} if rank == 0 else {"final": True}
     report(final, last, result if rank == 0 else None)
 
@@ -137,34 +130,18 @@ def train_with_ray(
     """
     cfg = METHODS.get(cfg.method).resolve(cfg)
     check_scaling(cfg, workers, gpus_per_worker, cpus_per_worker, sync_bn)
-    check_reachable(address)  # seconds, where ray.init retries an unreachable address for minutes
+    check_reachable(address)  # seconds, before the data loads; ray.init would retry for minutes
     build_split(load_for_config(cfg.data), cfg.data)  # bad data arguments fail here, not in a worker
     out_dir = (out_dir or Path(tempfile.mkdtemp(prefix="raygan-train-"))).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    if not ray.is_initialized():
-        # Workers print nothing useful to stdout; keeping it off the driver keeps the JSON line last.
-        try:
-            with quiet_ray_start(address is None and not os.environ.get("RAY_ADDRESS")):
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
-            raise RayganError(f"cannot join the Ray cluster at --address {address}: {first_line(exc)}") from None
-        from raygan.core.signals import handle_sigterm_as_interrupt
-
-        handle_sigterm_as_interrupt()  # ray.init replaced it with one that exits mid-training
-        from raygan.raytrain.reaper import start_reaper
-
-        start_reaper()  # a local Ray's agents would outlive a killed driver (raygan.raytrain.reaper says why)
-    available = ray.cluster_resources().get("CPU", 0)
-    if workers * cpus_per_worker > available:
-        raise ConfigError(
-            f"{workers} workers x {cpus_per_worker} CPUs need {workers * cpus_per_worker:g} CPUs; the Ray "
-            f"cluster has {available:g}. Use fewer --workers or a fractional --cpus-per-worker (e.g. 0.5)."
-        )
+    # Workers print nothing useful to stdout; keeping it off the driver keeps the JSON line last.
+    start_ray(address, stops_with=None, log_to_driver=False)
+    check_resources(f"--workers {workers} x --cpus-per-worker {cpus_per_worker:g}", cpus=workers * cpus_per_worker,
+                    remedy="Use fewer --workers or a fractional --cpus-per-worker (e.g. 0.5).")
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     trainer = TorchTrainer(
         _train_worker,
@@ -195,43 +172,6 @@ def train_with_ray(
         final = json.loads((Path(directory) / RESULT_FILE).read_text())
     final["workers"] = workers
     return final
-
-
-def check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """Fail in seconds, with the address in the message, where ray.init would retry an unreachable
-    host:port for minutes."""
-    if address in (None, "auto", "local"):
-        return  # ray.init finds (or starts) a cluster itself and fails fast when 'auto' finds none
-    scheme, _, hostport = address.rpartition("://")
-    host, _, port = hostport.rpartition(":")
-    if scheme not in ("", "ray") or not host or not port.isdigit():
-        raise RayganError(
-            f"--address {address}: expected 'auto', host:port (the head's GCS, port 6379 by default) or "
-            f"ray://host:port; a dashboard http:// address is for `ray job submit`, not for --address"
-        )
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise RayganError(
-            f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one with "
-            f"`ray start --head`, or pass the head node's address"
-        ) from None
-
-
-@contextlib.contextmanager
-def quiet_ray_start(local: bool):
-    """Ray's start-up warnings (token authentication on by default, ...) are for cluster operators,
-    noise where a study or `raygan train` starts a private local Ray; errors still show."""
-    import logging
-
-    logger = logging.getLogger("ray")
-    level = logger.level
-    if local:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _worker_error_class(exc: BaseException) -> type[RayganError]:

@@ -2,7 +2,7 @@
 
 Ray restores a Tune experiment's searcher but not its scheduler's state: a resumed ASHA search
 would halve from empty rungs again, and the next trials would run their full budget whatever
-they score (seen in the hpo cpu run). The study's own records hold every ended trial's epochs,
+they score. The study's own records hold every ended trial's epochs,
 so this scheduler fills its rungs from them before it places the first trial of a driver (a
 restored experiment, or a fresh Tuner continuing an exported search), with the value ASHA saw at
 each milestone: the validation AUROC of the epoch selected among those done by then.
@@ -15,12 +15,15 @@ import sys
 from ray.tune.schedulers import ASHAScheduler
 
 from raygan.core.errors import RayganError
+from raygan.engine.loop import select_epoch
+from raygan.store.records import records_with_hash
+from raygan.tune.context import current_driver
 
 
 class RungsFromRecords(ASHAScheduler):
     """ASHAScheduler that, once per driver, records the study's ended trials in its rungs. The
-    study directory comes from the driver running now (tuning._DRIVER), not from the pickle: a
-    study directory may have moved since the experiment was created."""
+    study directory comes from the driver running now (raygan.tune.context), not from the pickle:
+    a study directory may have moved since the experiment was created."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -33,10 +36,9 @@ class RungsFromRecords(ASHAScheduler):
     def on_trial_add(self, tune_controller, trial) -> None:
         if not self._filled:
             self._filled = True
-            from raygan.tune.driver import _DRIVER, study_records
-
-            if _DRIVER.get("study_dir") is not None:
-                records = study_records(_DRIVER["study_dir"], _DRIVER.get("study_hash"))
+            driver = current_driver()
+            if driver is not None:
+                records = records_with_hash(driver.study_dir, driver.study_hash)
                 added = fill_rungs(self, records)
                 if added:
                     print(f"raygan: ASHA's rungs filled from {len(records)} recorded trials ({added} entries)",
@@ -48,8 +50,6 @@ def fill_rungs(scheduler: ASHAScheduler, records: list[dict]) -> int:
     """Record each trial of ``records`` in every rung whose milestone (epochs) it reached, with
     the value its run reported there (the objective SEARCH_METRIC: validation AUROC of the
     selected epoch so far). Trials already in a rung keep their value. Returns entries added."""
-    from raygan.engine.loop import select_epoch
-
     brackets = getattr(scheduler, "_brackets", None)
     if not brackets or not all(hasattr(b, "_rungs") for b in brackets):
         print("raygan: this Ray's ASHA keeps its rungs elsewhere; after --resume they start empty",

@@ -1,14 +1,6 @@
-"""A search's Optuna study in a real Optuna storage (Tune layer; imports Ray and Optuna).
-
-By default the study lives in ``<study dir>/optuna.db`` (SQLite, through
-``optuna.storages.RDBStorage``); ``--optuna-storage URL`` puts it in a database server, e.g.
-PostgreSQL on a cluster's head node. The Optuna study is named ``raygan-<study>-<study hash>``, so
-``optuna-dashboard sqlite:///<study dir>/optuna.db`` and ``optuna.load_study`` open it, and one
-database can hold several searches without mixing them. SQLite serves one writer: the study's
-driver is the only process that writes (trials report to the driver), which is what Optuna's
-advice against SQLite for parallel writers leaves room for; several drivers on one database need
-a server.
-"""
+"""The Tune side of a search's Optuna study (imports Ray and Optuna): checking the storage before
+a run, failing trials a killed driver left running, and the OptunaSearch that tags its trials.
+Where the study lives and how it is opened: raygan.store.optuna_db."""
 
 from __future__ import annotations
 
@@ -17,31 +9,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from raygan.core.errors import RayganError, without_password
+from raygan.core.errors import RayganError
+from raygan.store.optuna_db import TUNE_TRIAL_ATTR, optuna_study_name, shown
 
-OPTUNA_DB = "optuna.db"
-TUNE_TRIAL_ATTR = "tune_trial_id"
 ORPHANED_ATTR = "raygan_orphaned"
-
-
-def default_url(study_dir) -> str:
-    return f"sqlite:///{study_dir}/{OPTUNA_DB}"
-
-
-def optuna_study_name(study: str, study_hash: str) -> str:
-    return f"raygan-{study}-{study_hash}"
-
-
-shown = without_password  # the URL as messages show it
-
-
-def open_storage(url: str) -> RDBStorage:
-    """The storage, connected now: a malformed or unreachable URL fails here, before any trial."""
-    try:
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
-    except Exception as exc:  # SQLAlchemy's ArgumentError, OperationalError, a missing driver, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RayganError(f"--optuna-storage {shown(url)}: cannot open it as an Optuna storage ({first})") from None
 
 
 def check_storage(storage: RDBStorage, url: str, study: str, study_hash: str, resume: bool) -> str:
