@@ -4,6 +4,7 @@ that --dry-run prints from it and from the CPU calibration."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +43,25 @@ def test_quick_run_prints_every_part_and_writes_a_profile(quick_profile):
     for part in ("1. training and scoring", "K=1:", "K=2:", "best packing", "4. same seed in 3 processes"):
         assert part in stdout
     profile = json.loads(path.read_text())
+    # Every part ran and wrote its fields, each a finite number of the right sign. No bound on a rate
+    # or a ratio: on a shared machine any of them can come out anywhere (the fraction of the matmul
+    # rate was once 6.8 on a quick run); those belong in the benchmark's output, not in a test.
+    def positive(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+    assert positive(profile["matmul_flop_per_s"]["fp32"]) and positive(profile["matmul_flop_per_s"]["bf16"])
     assert [(r["row"], r["precision"]) for r in profile["throughput"]] == [("agad:naive", "fp32"), ("agad:naive", "bf16")]
     for row in profile["throughput"]:
-        assert row["train_images_per_s"] > 0 and row["score_ms_per_image_b1"] > 0 and 0 < row["fraction_of_matmul"] < 5
+        for field in ("train_images_per_s", "score_ms_per_image_b1", "score_ms_per_image_b256", "flop_per_step",
+                      "achieved_flop_per_s", "fraction_of_matmul"):
+            assert positive(row[field]), (field, row[field])
     trial = profile["trial"]
-    assert trial["epochs"] == 1 and min(trial[k] for k in ("startup_s", "data_s", "train_s", "eval_s")) > 0
+    assert trial["epochs"] == 1 and all(positive(trial[k]) for k in ("startup_s", "data_s", "train_s", "eval_s"))
+    assert 0 <= trial["auroc"] <= 1
     assert [p["k"] for p in profile["packing"]] == [1, 2] and all(len(p["peak_memory_mb"]) == p["k"] for p in profile["packing"])
+    for p in profile["packing"]:
+        assert positive(p["wall_s"]) and positive(p["trials_per_hour"]) and all(positive(m) for m in p["peak_memory_mb"])
+    assert profile["best_packing"]["k"] in (1, 2) and positive(profile["best_packing"]["speedup_over_one"])
     # the same seed on CPU (deterministic algorithms): the same AUROC in every process
     assert profile["same_seed_auroc_spread"] == 0
 

@@ -265,3 +265,69 @@ def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, 
     with quiet_missing_trial_results():
         ExperimentAnalysis(str(study_dir / "tune"))
     assert "Failed to fetch metrics" not in caplog.text
+
+
+def test_sigterm_ends_a_study_as_ctrl_c_does(ray_cluster, tmp_path):
+    """SIGTERM (a scheduler's stop, `kill`, `timeout`) once one trial is recorded: the driver ends as
+    on Ctrl-C, exit 143 (128 + SIGTERM), the one line saying how to resume, nothing recorded as
+    stopped, no native crash dump from Ray's own handler, no Tune advice of its own."""
+    import signal
+
+    from test_study_runs import study, wait_for_records
+
+    study_dir = tmp_path / "supervision"
+    first = study(sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "2",
+                  "--max-concurrent", "1", "--storage", str(tmp_path), cluster=ray_cluster)
+    wait_for_records(first, study_dir, 1)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 143, err[-3000:]
+    assert f"raygan: interrupted; continue with the same command plus --resume ({study_dir})" in err, err[-3000:]
+    for noise in ("Traceback", "SIGTERM received", "Tuner.restore", "Stop signal received"):
+        assert noise not in err, err[-3000:]
+    assert all(r["status"] == "finished" for r in _records(study_dir).values())  # nothing recorded as stopped
+
+
+def test_a_full_disk_stops_a_study_in_one_line_and_resume_finishes_it(ray_cluster, tmp_path):
+    """The study's storage (a 200 MB tmpfs) fills up while its second trial trains: the driver stops
+    the study with one line naming the path, its free space and --resume, exit 2, no traceback;
+    the records written before are intact and the trial the disk stopped is not recorded failed.
+    With space freed, --resume finishes every trial (Tune's state, cut short by the full disk, is
+    set aside)."""
+    import subprocess
+
+    from test_study_runs import finish, study, wait_for_records
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()[:80]})")
+    try:
+        args = [sys.executable, "studies/supervision.py", "--profile", "smoke", "--epochs", "2", "--max-concurrent",
+                "1", "--keep-checkpoints", "none", "--storage", str(disk)]
+        study_dir = disk / "supervision"
+        first = study(*args, cluster=ray_cluster)
+        wait_for_records(first, study_dir, 1)
+        with open(disk / "filler", "wb") as filler:  # what else on the machine filled the disk
+            try:
+                while True:
+                    filler.write(b"\0" * 2**20)
+                    filler.flush()
+            except OSError:
+                pass
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 2, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert f"{study_dir}: no space left on the device (" in last and "plus --resume" in last, last
+        recorded = _records(study_dir)  # every record parses: none was cut short
+        assert recorded and all(r["status"] == "finished" for r in recorded.values()), recorded
+
+        (disk / "filler").unlink()
+        _, summary = finish(study(*args, "--resume", cluster=ray_cluster))
+        assert summary["finished"] == 3 and summary["failed"] == 0
+        after = _records(study_dir)
+        assert all(after[k]["history"] == r["history"] for k, r in recorded.items())  # not trained again
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

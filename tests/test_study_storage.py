@@ -91,6 +91,7 @@ def test_a_truncated_record_is_named_and_skipped_with_the_flag(tmp_path, capsys)
     study_dir, keys = make_study_dir(tmp_path)
     damaged = study_dir / "rows" / f"{keys[1]}.json"
     damaged.write_text(damaged.read_text()[:40])  # what a crash mid-write used to leave
+    (study_dir / "results.parquet").unlink()  # no intact copy of its row either: the trial is left out
     code, out, err = report(study_dir, capsys)
     line = one_line(err)
     assert code == 2 and f"{damaged} is damaged (not valid JSON" in line and "--skip-damaged" in line
@@ -106,6 +107,7 @@ def test_study_best_names_a_damaged_record_and_skips_it_with_the_flag(tmp_path, 
     study_dir, keys = make_study_dir(tmp_path)
     damaged = study_dir / "rows" / f"{keys[2]}.json"
     damaged.write_text("{")
+    (study_dir / "results.parquet").unlink()  # no intact copy of its row either: the trial is left out
     assert main(["study", "best", str(study_dir)]) == 2
     assert f"{damaged} is damaged" in one_line(capsys.readouterr().err)
     assert main(["study", "best", str(study_dir), "--skip-damaged"]) == 0

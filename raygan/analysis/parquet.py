@@ -22,9 +22,9 @@ from raygan.core.dicts import flatten
 from raygan.core.errors import RayganError, first_line
 from raygan.engine.latency import BATCH_SIZES, metric_name
 from raygan.store.layout import CURVES_FILE, RECORDS_DIR, RESULTS_FILE
-from raygan.store.manifest import study_info
+from raygan.store.manifest import saved_manifest, study_info
 from raygan.store.provenance import provenance
-from raygan.store.records import read_records
+from raygan.store.records import belongs_to_study, read_records
 
 METRICS = ("auroc", "ap", "auroc_val", "auroc_last", "ap_last", "selected_epoch", "epochs",
            "auroc_best_test_optimistic", "train_seconds", "images_per_s", "params_generator",
@@ -79,20 +79,45 @@ def _table(rows: list[dict]) -> pa.Table:
 def write_results(study_dir: Path, skip_damaged: bool = False) -> tuple[Path, int]:
     """(Re)write results.parquet and curves.parquet from the study's trial records."""
     records = read_records(study_dir, skip_damaged)
-    if not records:
-        raise RayganError(f"{study_dir} has no finished trials yet (no records under {study_dir / RECORDS_DIR})")
     rows = [result_row(r) for r in records]
     curves = []
     for r in records:
         for h in r.get("history") or []:
             curves.append({"study": r["study"], "trial_key": r["trial_key"], "status": r["status"],
                            **{k: v for k, v in h.items() if isinstance(v, (int, float, str, bool)) or v is None}})
+    if skip_damaged:
+        kept_rows, kept_curves = _kept_from_parquet(study_dir, {r["trial_key"] for r in records})
+        rows += kept_rows
+        curves += kept_curves
+    if not rows:
+        raise RayganError(f"{study_dir} has no finished trials yet (no records under {study_dir / RECORDS_DIR})")
     with atomic_path(study_dir / RESULTS_FILE) as tmp:
         pq.write_table(_table(rows), tmp)
     if curves:
         with atomic_path(study_dir / CURVES_FILE) as tmp:
             pq.write_table(_table(curves), tmp)
     return study_dir / RESULTS_FILE, len(rows)
+
+
+def _kept_from_parquet(study_dir: Path, readable: set[str]) -> tuple[list[dict], list[dict]]:
+    """Rows (and curves) of trials whose record file is damaged but whose row the Parquet files
+    still hold: in an export, or once checkpoints are gone, that row is the trial's only intact
+    copy, so skipping the damaged record must not drop it."""
+    damaged = {p.stem for p in (study_dir / RECORDS_DIR).glob("*.json")} - readable
+    if not damaged or not (study_dir / RESULTS_FILE).exists():
+        return [], []
+    manifest = saved_manifest(study_dir)
+    try:
+        table = pq.read_table(study_dir / RESULTS_FILE).to_pylist()
+        curves = pq.read_table(study_dir / CURVES_FILE).to_pylist() if (study_dir / CURVES_FILE).exists() else []
+    except (pa.ArrowException, OSError):
+        return [], []
+    rows = [r for r in table if r.get("trial_key") in damaged and belongs_to_study(r, manifest)]
+    kept = {r["trial_key"] for r in rows}
+    for key in sorted(kept):
+        print(f"raygan: kept trial {key} from {RESULTS_FILE}: its record {RECORDS_DIR}/{key}.json is damaged, and the "
+              f"Parquet row is its intact copy", file=sys.stderr)
+    return rows, [c for c in curves if c.get("trial_key") in kept]
 
 
 def read_results(study_dir: Path, skip_damaged: bool = False) -> tuple[dict, list[dict]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from raygan.analysis.figures import write_figures
 from raygan.analysis.parquet import read_results
 from raygan.analysis.report import report
 from raygan.core.errors import RayganError
-from raygan.store.layout import EXPORTED_FILES, RECORDS_DIR
+from raygan.store.layout import EXPORTED_FILES, RECORDS_DIR, STUDY_FILE
+from raygan.store.manifest import read_manifest
 from raygan.store.provenance import VERSION_KEYS, driver_events
 from raygan.store.records import read_records
 
@@ -49,12 +51,20 @@ def driver_wall_seconds(events: list[dict], records: list[dict]) -> tuple[float,
     return total, len(starts), last
 
 
-def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | None = None) -> Path:
+# What an export writes: replaced on every export of the same study.
+WRITTEN = (*EXPORTED_FILES, REPORT_FILE, PROVENANCE_FILE, RECORDS_DIR, FIGURES_DIR)
+
+
+def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | None = None,
+                 force: bool = False) -> Path:
     study_dir = Path(study_dir).expanduser().resolve()
     info, rows = read_results(study_dir)  # also rebuilds the Parquet files from rows/ if stale
     out = Path(out) if out is not None else (repo_results or Path("results")) / f"{info['study']}-{info['profile']}"
     if out.resolve() == study_dir:
         raise RayganError(f"--out {out} is the study directory itself; export to another folder")
+    if out.exists() and not out.is_dir():
+        raise RayganError(f"--out {out} is a file; the export is a folder (give a new or empty one)")
+    check_target(out, info, force)
     out.mkdir(parents=True, exist_ok=True)
     compares_methods = any(r.get("factor.method") for r in rows)
     # the report first: it writes same_score.json and best_config.json into the study directory
@@ -70,6 +80,31 @@ def export_study(study_dir: Path, out: Path | None = None, repo_results: Path | 
     shutil.copytree(study_dir / RECORDS_DIR, out / RECORDS_DIR)
     (out / PROVENANCE_FILE).write_text(provenance_text(study_dir, info, rows, read_records(study_dir), written))
     return out
+
+
+def check_target(out: Path, info: dict, force: bool) -> None:
+    """An export replaces only what raygan wrote there for the same study: an earlier export of it.
+    Any other non-empty folder is refused; with ``force``, the export's own names in it are
+    replaced (and the line says which), other files are left alone."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    held, damage = read_manifest(out / STUDY_FILE) if (out / STUDY_FILE).exists() else ({}, None)
+    if damage is None and (held.get("study"), held.get("profile")) == (info["study"], info["profile"]):
+        return  # an earlier export of this study: updated in place
+    if held:
+        what = f"an export of another study ({held.get('study')}, profile {held.get('profile')})"
+    else:
+        names = sorted(p.name for p in out.iterdir())
+        what = f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} that no export of this study wrote (" + \
+               ", ".join(names[:4]) + (", ..." if len(names) > 4 else "") + ")"
+    if not force:
+        raise RayganError(f"--out {out} holds {what}; export into a new or empty folder, or pass --force to "
+                          f"replace it")
+    replaced = [name for name in WRITTEN if (out / name).exists()]
+    print(f"raygan: --force: replacing {what} in {out}" + (f": {', '.join(replaced)}" if replaced else "")
+          + "; other files there are kept", file=sys.stderr)
+    for name in replaced:
+        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
 
 
 def provenance_text(study_dir: Path, info: dict, rows: list[dict], records: list[dict], written: list[Path]) -> str:

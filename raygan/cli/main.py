@@ -12,10 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from raygan.cli.boundary import OneLineParser, finite_float, guarded
 from raygan.cli.config_flags import add_config_arguments, config_from_args, config_values_from_args
 from raygan.core.config import DataConfig
 from raygan.core.dicts import deep_merge
 from raygan.core.errors import RayganError
+from raygan.core.paths import check_output_dir, check_output_file
 
 # Imported only by the Ray layers (DDP, Tune studies): a bare GPU box can train without them.
 OPTIONAL_DEPENDENCIES = {
@@ -114,18 +116,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args._config:
         try:
             text = Path(args._config).read_text()
-        except OSError as exc:
-            raise RayganError(f"cannot read --config {args._config}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RayganError(f"cannot read --config {args._config}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
             values = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RayganError(f"--config {args._config} is not valid JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise RayganError(f"--config {args._config} holds a JSON {type(values).__name__}; it must hold one "
+                              f"object of config sections, as a run's config.json does")
+        try:  # the file on its own: a flag must not hide a malformed section by replacing it
+            RunConfig.from_dict(values)
+        except RayganError as exc:
+            raise RayganError(f"--config {args._config}: {exc}") from None
     flags = config_values_from_args(args)
+    check_train_flags(args, flags)
     for flag, protocol in (("_normal_class", "normal_class"), ("_anomaly_class", "anomaly_class")):
         if getattr(args, flag) is not None:
             flags.setdefault("data", {}).update(protocol=protocol, class_index=getattr(args, flag))
     cfg = RunConfig.from_dict(deep_merge(values, flags))
-    out = Path(args._out) if args._out else None
+    out = check_output_dir(args._out, "--out", "a run directory") if args._out else None
+    if out is not None:
+        check_not_foreign(out, "--out", RUN_MARKS, "a raygan run (an existing run's folder continues that run)")
 
     def announce(method) -> None:
         # On stderr, so the result's JSON line stays the last of stdout. The paper defaults can be
@@ -135,10 +147,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"raygan train: {network_summary(method)}", file=sys.stderr, flush=True)
 
     if args._workers:
-        if args._device is not None:
-            raise RayganError("--device is for the single-process path; Ray gives each --workers worker its "
-                              "device (CUDA with --gpus-per-worker > 0, else CPU)")
         import ray  # noqa: F401  (a missing Ray is one line from main, before any data is loaded)
+
+        from raygan.methods import METHODS
+        from raygan.raytrain.ddp import check_scaling
+        from raygan.raytrain.startup import check_reachable
+
+        # before the data and the networks: a wrong address fails in seconds, impossible scaling at once
+        check_scaling(METHODS.get(cfg.method).resolve(cfg), args._workers, args._gpus_per_worker,
+                      args._cpus_per_worker, args._sync_bn)
+        check_reachable(args._address)
 
         from raygan.data import load_for_config
         from raygan.methods import build_method
@@ -153,8 +171,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             threads=cfg.train.threads,
         )
     else:
-        if args._sync_bn or args._gpus_per_worker:
-            raise RayganError("--sync-bn and --gpus-per-worker apply to distributed runs: add --workers N")
         from raygan.compute.devices import resolve_device
 
         device = resolve_device(args._device or "auto")
@@ -166,11 +182,58 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a run directory holds (raygan.engine.loop): --out may name one, to continue it.
+RUN_MARKS = ("config.json", "metrics.json", "checkpoints")
+
+
+def check_not_foreign(path: Path, flag: str, marks: tuple[str, ...], what: str) -> None:
+    """Refuse a non-empty folder that nothing of raygan's wrote: writing there would mix or replace
+    someone else's files."""
+    names = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    names = [n for n in names if n != "raygan-error.log"]
+    if names and not set(marks) & set(names):
+        listed = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise RayganError(f"{flag} {path} holds files that are not {what}: {listed}; give a new or empty folder")
+
+
+def check_train_flags(args: argparse.Namespace, flags: dict) -> None:
+    """Refuse flags that contradict each other, instead of letting the last one win silently."""
+    data = flags.get("data", {})
+    shorthands = [(f, p) for f, p in (("--normal-class", "normal_class"), ("--anomaly-class", "anomaly_class"))
+                  if getattr(args, "_" + p) is not None]
+    if len(shorthands) == 2:
+        raise RayganError("--normal-class and --anomaly-class contradict each other: a run has one protocol; "
+                          "give one of them")
+    if shorthands:
+        flag, protocol = shorthands[0]
+        value = getattr(args, "_" + protocol)
+        if data.get("protocol") not in (None, protocol):
+            raise RayganError(f"{flag} {value} contradicts --protocol {data['protocol']}; give one of them")
+        if data.get("class_index") not in (None, value):
+            raise RayganError(f"{flag} {value} contradicts --class {data['class_index']}; give one of them")
+    if not args._workers:
+        given = [flag for flag, dest in (("--address", "_address"), ("--sync-bn", "_sync_bn"),
+                                         ("--gpus-per-worker", "_gpus_per_worker")) if getattr(args, dest)]
+        if given:
+            raise RayganError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to distributed runs: "
+                              f"add --workers N")
+    elif args._device is not None:
+        raise RayganError("--device is for the single-process path; Ray gives each --workers worker its "
+                          "device (CUDA with --gpus-per-worker > 0, else CPU)")
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
     import csv
 
     from raygan.engine.detector import Detector, save_maps
 
+    # where the results go is checked before the (slow) scoring, so nothing is computed for nothing
+    if args.out:
+        check_output_file(args.out, "--out")
+        if any(Path(args.out).resolve() == Path(p).resolve() for p in args.inputs + [args.checkpoint]):
+            raise RayganError(f"--out {args.out} is one of the inputs; the CSV would replace it: name another file")
+    if args.save_maps:
+        check_output_dir(args.save_maps, "--save-maps")
     detector = Detector.from_checkpoint(Path(args.checkpoint))
     inputs = detector.load_inputs([Path(p) for p in args.inputs])
     scores = detector.score(inputs.x)
@@ -195,16 +258,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from raygan.engine.detector import Detector, export_onnx, export_program, onnx_available
 
-    detector = Detector.from_checkpoint(Path(args.checkpoint))
     out = Path(args.out)
     if out.suffix != ".pt2":
         raise RayganError(f"--out {out}: torch.export programs are written as .pt2 files")
+    if args.onnx and not onnx_available():
+        raise RayganError("--onnx needs the onnx extra: pip install 'raygan[onnx]'")
+    check_output_file(out, "--out")
+    if onnx_available():
+        check_output_file(out.with_suffix(".onnx"), "--out (its .onnx beside it)")
+    detector = Detector.from_checkpoint(Path(args.checkpoint))
     program = export_program(detector, out)
     written = [str(out)]
     if onnx_available():
         written.append(str(export_onnx(program, out.with_suffix(".onnx"))))
-    elif args.onnx:
-        raise RayganError("--onnx needs the onnx extra: pip install 'raygan[onnx]'")
     print(json.dumps({"written": written, **detector.metadata()}))
     return 0
 
@@ -238,7 +304,9 @@ def _cmd_study_best(args: argparse.Namespace) -> int:
 def _cmd_study_export(args: argparse.Namespace) -> int:
     from raygan.analysis.study_export import export_study
 
-    out = export_study(Path(args.study_dir), Path(args.out) if args.out else None)
+    if args.out:
+        check_output_dir(args.out, "--out", "the export's folder")
+    out = export_study(Path(args.study_dir), Path(args.out) if args.out else None, force=args.force)
     print(f"exported to {out}: study.json, rows/, results.parquet, curves.parquet, report.md, figures/, PROVENANCE.md",
           file=sys.stderr)
     return 0
@@ -247,6 +315,8 @@ def _cmd_study_export(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from raygan.analysis.report import report
 
+    if args.figures:
+        check_output_dir(args.figures, "--figures")
     sys.stdout.write(report(Path(args.study_dir), args.format, args.skip_damaged, same_score=args.same_score))
     if args.figures:
         from raygan.analysis.figures import write_figures
@@ -285,7 +355,7 @@ class _StudyRunHelp(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     from raygan.cli.study import STUDY_ENVIRONMENT, STUDY_EXAMPLES, HelpFormatter, environment
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="raygan",
         description="Ray-distributed hyperparameter and ablation studies for GAN-based anomaly detection (AGAD).",
         epilog="\n\n".join((_examples(
@@ -352,9 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     ray_group = train.add_argument_group("distributed (Ray Train, DDP)")
     ray_group.add_argument("--workers", dest="_workers", type=int, default=0, metavar="N",
                            help="DDP workers under a Ray TorchTrainer (gloo on CPU, NCCL on GPU); 0: one process, no Ray (default)")
-    ray_group.add_argument("--gpus-per-worker", dest="_gpus_per_worker", type=float, default=0.0, metavar="G",
+    ray_group.add_argument("--gpus-per-worker", dest="_gpus_per_worker", type=finite_float, default=0.0, metavar="G",
                            help="GPUs per worker; > 0 selects NCCL and CUDA devices (default: 0)")
-    ray_group.add_argument("--cpus-per-worker", dest="_cpus_per_worker", type=float, default=1.0, metavar="C",
+    ray_group.add_argument("--cpus-per-worker", dest="_cpus_per_worker", type=finite_float, default=1.0, metavar="C",
                            help="CPUs reserved per worker; fractions allowed (default: 1)")
     ray_group.add_argument("--sync-bn", dest="_sync_bn", action="store_true",
                            help="convert BatchNorm to SyncBatchNorm across workers (GPU only)")
@@ -431,7 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="the study's results as a folder to commit: records, Parquet, report, figures, provenance "
                        "(no checkpoints); --resume continues the study from a copy of it")
     study_export.add_argument("study_dir", help="a study directory (<storage>/<study>)")
-    study_export.add_argument("--out", default=None, help="the folder (default: results/<study>-<profile>)")
+    study_export.add_argument("--out", default=None, help="the folder (default: results/<study>-<profile>); "
+                              "an earlier export of the same study there is updated, anything else is refused")
+    study_export.add_argument("--force", action="store_true",
+                              help="replace what --out holds even though it is not this study's export (says what "
+                                   "it replaces)")
     study_export.epilog = _examples(
         "raygan study export ~/raygan-studies/bn_ablation                    # -> results/bn_ablation-<profile>/",
         "cp -r results/bn_ablation-cpu ~/raygan-studies/bn_ablation && python studies/bn_ablation.py --profile cpu --resume",
@@ -473,23 +547,42 @@ def _parsers(parser: argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except RayganError as exc:
-        print(f"raygan: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        hint = "; continue with the same command plus --resume" if args.command == "study" else ""
-        print(f"raygan: interrupted{hint}", file=sys.stderr)
-        return 130
-    except ImportError as exc:
-        # The core needs neither; only --workers, studies and Tune do (imported lazily there).
-        missing = (exc.name or "").split(".")[0]
-        if missing not in OPTIONAL_DEPENDENCIES:
-            raise
-        print(f"raygan: error: {args.command} needs {missing}, which is not installed here: "
-              f"{OPTIONAL_DEPENDENCIES[missing]}", file=sys.stderr)
-        return 2
+
+    def run() -> int:
+        try:
+            return args.handler(args)
+        except ImportError as exc:
+            # The core needs neither; only --workers, studies and Tune do (imported lazily there).
+            missing = (exc.name or "").split(".")[0]
+            if missing not in OPTIONAL_DEPENDENCIES:
+                raise
+            raise RayganError(f"{args.command} needs {missing}, which is not installed here: "
+                              f"{OPTIONAL_DEPENDENCIES[missing]}") from None
+
+    return guarded(run, "raygan: error", lambda: _interrupted_line(args), lambda: _log_dir(args))
+
+
+def _interrupted_line(args: argparse.Namespace) -> str:
+    if args.command == "study" and getattr(args, "study_command", None) == "run":
+        return "raygan: interrupted; continue with the same command plus --resume"
+    if args.command == "train" and args._out:
+        return f"raygan: interrupted; {args._out} keeps the last checkpoint: the same command continues from it"
+    return "raygan: interrupted"
+
+
+def _log_dir(args: argparse.Namespace) -> Path | None:
+    """Where a traceback goes: the run's or the study's directory, when the command has one."""
+    if args.command == "train" and args._out:
+        return Path(args._out)
+    if getattr(args, "study_dir", None):
+        return Path(args.study_dir)
+    if args.command == "study" and getattr(args, "study_command", None) == "run":
+        from raygan.study import load_studies
+        from raygan.cli.study import options_from
+        from raygan.tune.plan import study_dir_for
+
+        return study_dir_for(options_from(args).storage, load_studies().get(args.name))
+    return None
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from raygan.cli.boundary import OneLineParser, finite_float, guarded
 from raygan.core.errors import RayganError, without_password
 from raygan.study import (
     Study,
@@ -106,12 +107,12 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     extend.add_argument("--samples", type=int, default=None, help="searches: number of Optuna trials")
     extend.add_argument("--data-root", default=None, help="directory holding the data set files (data.data_root)")
     where = parser.add_argument_group("where trials run")
-    where.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs of an in-process trial (torch threads)")
-    where.add_argument("--gpus-per-trial", type=float, default=0.0,
+    where.add_argument("--cpus-per-trial", type=finite_float, default=1.0, help="CPUs of an in-process trial (torch threads)")
+    where.add_argument("--gpus-per-trial", type=finite_float, default=0.0,
                        help="GPUs per trial; fractions pack several 32x32 trials on one GPU (cluster only)")
     where.add_argument("--workers-per-trial", type=int, default=0,
                        help="N >= 1: each trial runs a Ray Train DDP trainer with N workers; 0 (default): in-process")
-    where.add_argument("--cpus-per-worker", type=float, default=0.9, help="CPUs per DDP worker with --workers-per-trial")
+    where.add_argument("--cpus-per-worker", type=finite_float, default=0.9, help="CPUs per DDP worker with --workers-per-trial")
     where.add_argument("--max-failures", type=int, default=0,
                        help="retries of a trial whose process or node died, on any node, from its last checkpoint; "
                             "configuration errors and NaN losses are recorded as failed, not retried")
@@ -218,10 +219,11 @@ def run(study: Study, args: argparse.Namespace) -> int:
     from raygan.tune.driver import run_plan
 
     plan = make_plan(study, args)
+    options = options_from(args)
+    options.check()  # a dry run refuses what a real run would (--max-concurrent 0, ...)
     if args.dry_run:
         dry_run(plan, args.device_profile, args.gpus)
         return 0
-    options = options_from(args)
     study_dir = run_plan(plan, options)
     results, rows = write_results(study_dir)
     print(report(study_dir))
@@ -253,19 +255,17 @@ def main(study: Study, argv: Sequence[str] | None = None) -> None:
     )
     add_study_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        sys.exit(run(study, args))
-    except RayganError as exc:
-        print(f"raygan: error in {command}: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
+
+    def interrupted() -> str:
         where = study_dir_for(options_from(args).storage, study)
-        print(f"raygan: interrupted; continue with the same command plus --resume ({where})", file=sys.stderr)
-        sys.exit(130)
+        return f"raygan: interrupted; continue with the same command plus --resume ({where})"
+
+    sys.exit(guarded(lambda: run(study, args), f"raygan: error in {command}", interrupted,
+                     lambda: study_dir_for(options_from(args).storage, study)))
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's usage errors in raygan's one-line form, naming the command."""
+class _Parser(OneLineParser):
+    """argparse's usage errors in raygan's one-line form, naming the command as it was run."""
 
     def __init__(self, command: str, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return _coerce(value, option_type, key)
             except ConfigError as exc:
                 errors.append(exc)
-        raise errors[-1]
+        raise errors[0]  # the main type's complaint ("must be a finite number"), not "must be null"
     if hint is type(None):
         if value is None:
             return None
@@ -113,6 +114,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number; got {value!r}")
+        # Checked here, for every float field at once: a range check such as `value < 0` is false
+        # for NaN, so a NaN weight would pass it and surface epochs later as a diverged loss.
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number; got {value!r}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -183,6 +188,8 @@ class DataConfig(ConfigSection):
             raise ConfigError(f"{p}channels must be 1 or 3; got {self.channels}")
         if self.class_index < 0:
             raise ConfigError(f"{p}class_index must be >= 0; got {self.class_index}")
+        if self.seed < 0:
+            raise ConfigError(f"{p}seed must be >= 0; got {self.seed}")
         if self.anomaly_source != "all" and not self.anomaly_source.isdigit():
             raise ConfigError(
                 f"{p}anomaly_source must be 'all' or a class index; got {self.anomaly_source!r}"
@@ -278,6 +285,9 @@ class LossConfig(ConfigSection):
                 raise ConfigError(f"{prefix}.{name} must be >= 0; got {value}")
         if self.reciprocal_epsilon <= 0:
             raise ConfigError(f"{prefix}.reciprocal_epsilon must be > 0; got {self.reciprocal_epsilon}")
+        if self.discriminator_reset_threshold < 0:
+            raise ConfigError(f"{prefix}.discriminator_reset_threshold must be >= 0 (0: never reset D); "
+                              f"got {self.discriminator_reset_threshold}")
 
 
 @dataclass
@@ -316,6 +326,8 @@ class TrainConfig(ConfigSection):
                 raise ConfigError(f"{prefix}.{name} must be >= 1; got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr must be > 0; got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"{prefix}.threads must be >= 1 (or null: torch's own choice); got {self.threads}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{prefix}.{name} must be in [0, 1); got {getattr(self, name)}")

@@ -24,7 +24,7 @@ from raygan.data.splits import build_split, load_for_config
 from raygan.engine.checkpoints import LAST
 from raygan.engine.run_dir import METRICS_FILE, RAY_DIR, last_checkpoint, run_summary, scalars
 from raygan.methods import METHODS
-from raygan.raytrain.startup import check_resources, start_ray
+from raygan.raytrain.startup import check_reachable, check_resources, start_ray
 
 RESULT_FILE = "result.json"  # in the trainer's checkpoint: rank 0's result, for the driver
 
@@ -130,6 +130,7 @@ def train_with_ray(
     """
     cfg = METHODS.get(cfg.method).resolve(cfg)
     check_scaling(cfg, workers, gpus_per_worker, cpus_per_worker, sync_bn)
+    check_reachable(address)  # seconds, before the data loads; ray.init would retry for minutes
     build_split(load_for_config(cfg.data), cfg.data)  # bad data arguments fail here, not in a worker
     out_dir = (out_dir or Path(tempfile.mkdtemp(prefix="raygan-train-"))).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,9 @@ def start_ray(address: str | None, stops_with: str | None = "this study", log_to
     local Ray's two lines on standard error say it ends with (None: say nothing)."""
     import ray
 
+    check_reachable(address)  # also when this process holds a Ray already: a wrong address is still wrong
     if ray.is_initialized():
         return
-    check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     target = ray_init_address(address)
     local = target == "local"
@@ -57,6 +57,9 @@ def start_ray(address: str | None, stops_with: str | None = "this study", log_to
             f"lower; do not run the study under `nice`, whose priority Ray's own processes inherit: set "
             f"RAY_worker_niceness for the trials instead; or join a running Ray with --address)"
         ) from None
+    from raygan.core.signals import handle_sigterm_as_interrupt
+
+    handle_sigterm_as_interrupt()  # ray.init installed one that exits mid-fit and aborts (exit 134)
     if local:
         from raygan.raytrain.reaper import start_reaper
 

@@ -102,10 +102,26 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def belongs_to_study(record: dict, manifest: dict) -> bool:
+    """Whether a trial record is one of the study that ``manifest`` (study.json) describes: the same
+    study name, and its hash or one the study had before it grew (``earlier_hashes``). A record of
+    another study merged into the table would change its numbers silently."""
+    from raygan.store.manifest import study_hashes  # it imports this module
+
+    if record.get("study") != manifest.get("study"):
+        return False
+    return record.get("study_hash") in study_hashes(manifest)
+
+
 def scan_records(study_dir: Path) -> tuple[list[dict], list[str]]:
-    """Every readable trial record, and one line per damaged record file naming it; never raises."""
+    """Every readable trial record, and one line per damaged record file naming it (a record of
+    another study than study.json's counts as damaged: it is never merged); never raises."""
+    from raygan.store.manifest import manifest_path, read_manifest  # it imports this module
+
     directory = Path(study_dir) / RECORDS_DIR
     records, damaged = [], []
+    study_file = manifest_path(study_dir)
+    manifest = read_manifest(study_file)[0] if study_file.exists() else {}
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:
             record = json.loads(path.read_text())
@@ -115,6 +131,10 @@ def scan_records(study_dir: Path) -> tuple[list[dict], list[str]]:
         missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
         if missing:
             damaged.append(f"{path} is damaged (not a trial record: no {', '.join(missing)})")
+        elif manifest and not belongs_to_study(record, manifest):
+            damaged.append(f"{path} is a record of another study ({record['study']}, hash {record['study_hash']}; "
+                           f"{study_file.name} says {manifest['study']}, hash {manifest['study_hash']}): "
+                           f"move it out of {directory}")
         else:
             records.append(record)
     return records, damaged

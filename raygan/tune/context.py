@@ -57,6 +57,8 @@ class DriverContext:
     plan_info: dict  # study, study_hash, profile, trials (count), epochs, instances (count)
     setup: TrialSetup
     keep_checkpoints: str = "selected"  # of a finished trial: selected | all | none
+    # What stopped it, as it happens: "interrupted" (Ctrl-C or SIGTERM seen), "disk_full" (the path)
+    events: dict = field(default_factory=dict)
 
 
 _current: DriverContext | None = None

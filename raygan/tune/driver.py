@@ -17,12 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from raygan.core.errors import ConfigError, RayganError, first_line
+from raygan.core.paths import DISK_FULL, check_output_dir, free_space
 from raygan.raytrain.startup import check_resources, start_ray
 from raygan.store.layout import TUNE_DIR
 from raygan.store.provenance import log_driver
 from raygan.store.records import records_with_hash, scan_records
 from raygan.tune.context import DriverContext, TrialSetup, driving
-from raygan.tune.plan import Plan, RunOptions
+from raygan.tune.plan import Plan, RunOptions, study_dir_for
 from raygan.tune.resume import (
     check_resumed_concurrency,
     check_study_dir,
@@ -42,8 +43,28 @@ class StudyInterrupted(KeyboardInterrupt):
 
 def run_plan(plan: Plan, options: RunOptions) -> Path:
     """Run (or resume) every trial of the plan; return the study directory. Trial records are in
-    ``rows/`` when this returns; the analysis layer turns them into Parquet."""
+    ``rows/`` when this returns; the analysis layer turns them into Parquet. A full disk stops the
+    study with one RayganError naming the path, its free space and --resume."""
+    try:
+        return _run_plan(plan, options)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise disk_full_error(Path(exc.filename or options.storage)) from None
+
+
+def disk_full_error(path: Path) -> RayganError:
+    return RayganError(f"{path}: no space left on the device ({free_space(path)}): the study stopped; the "
+                       f"records written so far are intact. Free some space, then run the same command plus "
+                       f"--resume")
+
+
+def _run_plan(plan: Plan, options: RunOptions) -> Path:
     options.check()
+    # before Ray starts or anything is written: a file or a read-only place is one line, not a
+    # failure after a local Ray came up
+    check_output_dir(options.storage, "--storage", "a directory of studies")
+    check_output_dir(study_dir_for(options.storage, plan.study), "--storage", "a directory of studies")
     if plan.instances and options.workers_per_trial:
         raise ConfigError(f"search {plan.study.name} runs each configuration on {len(plan.instances)} instances "
                           f"in-process; --workers-per-trial (DDP) is for one-instance searches and grids")
@@ -105,7 +126,7 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
     print(resume_summary(study_dir, plan) if options.resume else
           f"study {plan.study.name}, profile {plan.profile}: {plan_info['trials']} trials into {study_dir}",
           file=sys.stderr, flush=True)
-    with driving(context), quiet_missing_trial_results():
+    with driving(context), quiet_missing_trial_results(context):
         samples = plan.samples
         if options.resume and restorable(study_dir):
             tuner = _restore(study_dir, plan, trainable)
@@ -114,7 +135,17 @@ def run_plan(plan: Plan, options: RunOptions) -> Path:
                 samples = continue_search_without_tune_state(plan, study_dir, optuna)
             tuner = None if plan.study.is_search and not samples else tune.Tuner(
                 trainable, **tuner_arguments(replace(plan, samples=samples), options, optuna), run_config=run_config)
-        results = tuner.fit() if tuner is not None else None
+        try:
+            results = tuner.fit() if tuner is not None else None
+        except Exception as exc:
+            # Tune's own state could not be written, or, after a full disk stopped the study, could
+            # not be read back (an empty error file)
+            if not (context.events.get("disk_full") or (isinstance(exc, OSError) and exc.errno in DISK_FULL)):
+                raise
+            context.events["disk_full"] = context.events.get("disk_full") or getattr(exc, "filename", None) or str(study_dir)
+            results = None
+        if context.events.get("disk_full"):
+            raise disk_full_error(Path(context.events["disk_full"]))
         if results is not None:
             sweep(context, results)
     log_driver(study_dir, "end")
@@ -162,18 +193,44 @@ class _MissingTrialResults(logging.Filter):
     found": Tune's ExperimentAnalysis reads every trial's result files when a Tuner is restored or
     finishes, and a trial that had not reported an epoch yet (interrupted, waiting, or a
     configuration error before its first epoch) has none. raygan's results come from rows/, never
-    from those files, so the warning only alarms."""
+    from those files, so the warning only alarms. Also Tune's advice when interrupted, and its
+    tracebacks of a full disk: the driver says each once, with the resume command."""
+
+    def __init__(self, context: DriverContext | None) -> None:
+        super().__init__()
+        self.context = context
 
     def filter(self, record) -> bool:
-        return not record.getMessage().startswith("Failed to fetch metrics for")
+        message = record.getMessage()
+        if message.startswith(TUNE_NOISE):
+            return False
+        text = message + (str(record.exc_info[1]) if record.exc_info else "") + (record.exc_text or "")
+        if "No space left on device" in text:
+            return False
+        disk_full = self.context is not None and self.context.events.get("disk_full")
+        return not (disk_full and message.startswith(TUNE_DISK_NOISE))
+
+
+TUNE_DISK_NOISE = ("Saving experiment state to storage", "Trial task failed for trial", "Trials did not complete")
+
+
+# Tune's lines when interrupted: its own advice (Tuner.restore, press Ctrl-C again) contradicts
+# raygan's one line ("continue with the same command plus --resume").
+TUNE_NOISE = ("Failed to fetch metrics for", "Stop signal received", "Experiment has been interrupted")
 
 
 @contextlib.contextmanager
-def quiet_missing_trial_results():
-    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    only = _MissingTrialResults()
-    logger.addFilter(only)
+def quiet_missing_trial_results(context: DriverContext | None = None):
+    loggers = [logging.getLogger(name) for name in ("ray.tune.analysis.experiment_analysis", "ray.tune.tune")]
+    # A logger's filter does not see what its children log; the handlers that print it do. With
+    # ray.init(configure_logging=False) Ray's loggers have none: Python's last resort prints.
+    handlers = [h for name in ("ray", "ray.tune", "") for h in logging.getLogger(name).handlers]
+    handlers += [logging.lastResort] if logging.lastResort is not None else []
+    only = _MissingTrialResults(context)
+    for target in (*loggers, *handlers):
+        target.addFilter(only)
     try:
         yield
     finally:
-        logger.removeFilter(only)
+        for target in (*loggers, *handlers):
+            target.removeFilter(only)

@@ -50,6 +50,8 @@ class RunOptions:
             raise ConfigError(f"--gpus-per-trial must be >= 0; got {self.gpus_per_trial}")
         if self.workers_per_trial < 0:
             raise ConfigError(f"--workers-per-trial must be >= 0; got {self.workers_per_trial}")
+        if self.max_failures < 0:
+            raise ConfigError(f"--max-failures must be >= 0; got {self.max_failures}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent must be >= 1; got {self.max_concurrent}")
         if self.cpus_per_worker <= 0:

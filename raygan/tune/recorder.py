@@ -4,19 +4,83 @@ to date; `sweep` records, after Tune returns, any ended trial the callback did n
 
 from __future__ import annotations
 
+import contextlib
+import re
+import shutil
+import signal
+from pathlib import Path
+
 from ray.tune import Callback
 
-from raygan.store.layout import trial_dir
+from raygan.core.paths import DISK_FULL
+from raygan.store.layout import ERROR_FILE, RECORDS_DIR, trial_dir
 from raygan.store.records import read_record, recorded_keys, scan_records, trial_record, write_record
 from raygan.store.trial_files import error_message, prune_ended
-from raygan.tune.context import DriverContext, TrialSetup, current_driver
+from raygan.tune.context import DriverContext, current_driver
 from raygan.tune.progress import StatusLine
 
 
-def interrupted(record: dict, setup: TrialSetup) -> bool:
-    """A grid trial that ended short: no scheduler stops grid trials, so its driver was interrupted
-    (Ctrl-C makes Tune end running trials gracefully). It is not recorded; --resume continues it."""
-    return record["status"] == "stopped" and setup.kind == "grid"
+def interrupted(record: dict, context: DriverContext) -> bool:
+    """A trial that ended short because its driver was interrupted (Ctrl-C, SIGTERM, a full disk:
+    Tune ends running trials gracefully). A grid trial that ended short always was (no scheduler
+    stops grid trials); a search trial, when the driver saw the interrupt. It is not recorded;
+    --resume continues it."""
+    return record["status"] == "stopped" and (context.setup.kind == "grid" or bool(context.events.get("interrupted")))
+
+
+def watch_interrupts(context: DriverContext) -> None:
+    """Note the interrupt in the driver's events before Tune's own Ctrl-C handler ends the running
+    trials, so that a search trial ended by it is not recorded as stopped (as if ASHA had stopped it)."""
+    context.events["interrupted"] = False
+    try:
+        tune_handler = signal.getsignal(signal.SIGINT)
+    except ValueError:
+        return
+    if not callable(tune_handler) or getattr(tune_handler, "raygan_watch", False):
+        return
+
+    def watch(signum, frame):
+        context.events["interrupted"] = True
+        tune_handler(signum, frame)
+
+    watch.raygan_watch = True  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, watch)
+
+
+def stop_study(context: DriverContext, path: str) -> None:
+    """A full disk: stop the study as an interrupt does (Tune ends the running trials gracefully,
+    none is recorded as stopped or failed); run_plan then says where and how to continue."""
+    if context.events.get("disk_full"):
+        return
+    context.events["disk_full"] = path
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, None)
+
+
+# A trial that died without a message while its study's disk has less than this free died of it:
+# its error could not be written either.
+NEARLY_FULL_BYTES = 64 * 2**20
+
+
+def failed_for_disk(study_dir: Path, key: str, error) -> str | None:
+    """The path that was full if a failed trial failed for a full disk (its error says so, or it
+    left no message on a disk that is nearly full), else None."""
+    try:
+        text = str(failure_message(trial_dir(study_dir, key), error) or "")
+    except Exception:  # noqa: BLE001  (Tune's error file may be empty: it could not be written)
+        text = ""
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        match = re.search(r"No space left on device: '([^']+)'", text)
+        return match.group(1) if match else str(study_dir)
+    if text and (trial_dir(study_dir, key) / ERROR_FILE).exists():
+        return None  # the trial's own message: a failure of its own
+    try:
+        nearly_full = shutil.disk_usage(study_dir).free < NEARLY_FULL_BYTES
+    except OSError:
+        return None
+    return str(study_dir) if nearly_full else None
 
 
 def failure_message(run_dir, error) -> str | None:
@@ -38,7 +102,7 @@ def record_ended(context: DriverContext, key: str, config: dict, trial_id: str, 
     message = failure_message(trial_dir(context.study_dir, key), error) if status == "failed" else None
     record = trial_record(context.study_dir, context.plan_info, key, trial_id, status, message, factors,
                           run_config, last_result)
-    if not interrupted(record, setup):
+    if not interrupted(record, context):
         write_record(context.study_dir, record)
         prune_ended(trial_dir(context.study_dir, key), record, context.keep_checkpoints)
     return record
@@ -63,8 +127,22 @@ class TrialRecorder:
         if existing is not None and existing["status"] == "finished":
             return  # a restored driver saw it end again; the first record stands
         error = trial.get_error() if status == "failed" else None
-        record = record_ended(context, key, trial.config, trial.trial_id, status, error, trial.last_result)
-        if interrupted(record, context.setup):
+        if status == "failed" and (full := failed_for_disk(context.study_dir, key, error)):
+            # not the trial's fault: it is not recorded as failed, and --resume runs it again
+            self.status.print(f"{key} could not write its files: no space left on the device; not recorded")
+            stop_study(context, full)
+            return
+        try:
+            record = record_ended(context, key, trial.config, trial.trial_id, status, error, trial.last_result)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            # the atomic write left no half record; the trial is recorded again on --resume
+            self.status.print(f"{key} {status}: its record could not be written (no space left on the device); "
+                              f"--resume records it")
+            stop_study(context, exc.filename or str(context.study_dir / RECORDS_DIR))
+            return
+        if interrupted(record, context):
             done = record["metrics"].get("epochs", (trial.last_result or {}).get("epochs_done", 0))
             self.status.print(f"{key} interrupted after {done} epoch(s): not recorded; --resume continues it")
             return
@@ -114,7 +192,9 @@ class Recorder(Callback):
         return {}  # pickled into tuner.pkl at the start; the state is rebuilt by setup()
 
     def setup(self, **info):
-        self.recorder = TrialRecorder(current_driver())
+        context = current_driver()
+        watch_interrupts(context)
+        self.recorder = TrialRecorder(context)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.recorder.write(trial, "terminated")

@@ -7,7 +7,9 @@ kept (never trained again), unfinished ones continue from their last checkpoint.
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from raygan.store.manifest import (
     write_grown_manifest,
     write_manifest,
 )
-from raygan.store.records import records_with_hash, scan_records
+from raygan.store.records import damage_reason, records_with_hash, scan_records
 from raygan.store.trial_files import epochs_done
 from raygan.study import Trial
 from raygan.tune.plan import Plan, RunOptions, study_dir_for, tune_concurrency
@@ -59,6 +61,11 @@ def check_study_dir(plan: Plan, options: RunOptions) -> Path:
             )
     elif options.resume:
         raise RayganError(f"--resume: nothing to resume at {study_dir}; run without --resume to start the study")
+    elif study_dir.is_dir() and (foreign := sorted(p.name for p in study_dir.iterdir() if p.name != "raygan-error.log")):
+        # a folder of the user's own that happens to carry the study's name: never written into
+        raise RayganError(f"{study_dir} holds files that are not a raygan study (no {path.name}: "
+                          f"{', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}); pass --storage DIR "
+                          f"for another place")
     return study_dir
 
 
@@ -119,7 +126,32 @@ def prepare_study_dir(plan: Plan, options: RunOptions) -> Path:
               + (f"; its Tune experiment is kept in {aside}" if aside else ""), file=sys.stderr, flush=True)
     else:
         write_manifest(study_dir, plan.manifest(options))
+    if options.resume and (why := tune_state_damage(study_dir / TUNE_DIR)):
+        aside = study_dir / f"{TUNE_DIR}-damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        (study_dir / TUNE_DIR).rename(aside)
+        print(f"raygan: Tune's experiment state is damaged ({why}; a full disk cuts it short); set aside as "
+              f"{aside.name}: the study continues from its records and checkpoints", file=sys.stderr, flush=True)
     return study_dir
+
+
+def tune_state_damage(tune_dir: Path) -> str | None:
+    """What is wrong with a Tune experiment's saved state (Tune writes it in place, so a full disk
+    or a kill can cut it short and Tuner.restore then fails half-way), or None."""
+    if not tune_dir.is_dir():
+        return None
+    pickled = tune_dir / "tuner.pkl"
+    if pickled.exists() and pickled.stat().st_size == 0:
+        return f"{pickled.name} is empty"
+    for error in tune_dir.glob("*/error.pkl"):  # a trial's error Tune could not write: it cannot read it back
+        if error.stat().st_size == 0:
+            return f"{error.parent.name}/{error.name} is empty"
+    states = sorted(tune_dir.glob("experiment_state-*.json"))  # the newest is what a restore reads
+    if states:
+        try:
+            json.loads(states[-1].read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return f"{states[-1].name}: {damage_reason(exc)}"
+    return None
 
 
 def restorable(study_dir: Path) -> bool:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from raygan.core.config import RunConfig
 from raygan.core.errors import ConfigError, RayganError
+from raygan.core.paths import DISK_FULL
 from raygan.engine.run_dir import METRICS_FILE, last_checkpoint, run_summary, scalars
 from raygan.engine.tensorboard import hparam_values
 from raygan.store.layout import instance_dir, trial_dir
@@ -36,11 +37,30 @@ from raygan.study import apply_sampled
 from raygan.tune.context import TrialSetup
 
 
+def quiet_disk_full_in_threads() -> None:
+    """TensorBoard's writer thread prints a traceback when the disk is full; the trial's own write
+    fails too and ends it, and the driver says so in one line."""
+    import threading
+
+    default = threading.excepthook
+    if getattr(default, "raygan_quiet", False):
+        return
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL:
+            return
+        default(args)
+
+    hook.raygan_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 def run_trial(tune_config: dict, setup: TrialSetup) -> None:
     """Train one trial and report each epoch to Tune."""
     import ray
     from ray import tune
 
+    quiet_disk_full_in_threads()
     key = setup.trial_key(tune_config, tune.get_context().get_trial_id())
     factors, config = setup.factors_and_config(tune_config)
     study_dir = Path(setup.study_dir)
