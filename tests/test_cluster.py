@@ -236,7 +236,7 @@ def test_an_unreachable_address_fails_in_seconds_with_one_line(tmp_path, address
 
 def stale_ray_tmpdir() -> tuple[Path, str]:
     """A Ray temp dir of the test's own (RAY_TMPDIR, never the machine's) whose
-    `ray_current_cluster` names a GCS that is gone, as a head ended without `ray stop` leaves it."""
+    `ray_current_cluster` names a GCS that is gone, as a head ended without Ray's stop command leaves it."""
     tmpdir = Path(tempfile.mkdtemp(prefix="rg-stale-"))  # short: Ray's socket paths go below it
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     (tmpdir / "ray").mkdir()

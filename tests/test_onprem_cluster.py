@@ -5,7 +5,7 @@ tunnel, its results read back, then `ray down`, and nothing of that cluster left
 The "servers" are this machine at two loopback addresses (head 127.0.0.1, worker 127.0.0.2), both
 served by one sshd of the test's own: its own host key, port and authorised key, reached through
 the config's `auth.ssh_proxy_command` (`nc`), so no file of the user running the tests
-(~/.ssh/config, known_hosts, ~/.ray) is read or changed. `ray down` runs `ray stop`, which stops
+(~/.ssh/config, known_hosts, ~/.ray) is read or changed. `ray down` runs Ray's stop command, which stops
 every Ray of the SSH user on the machine: the nodes therefore log in as a user created for this run
 alone (removed after it), so every other Ray here is out of their reach; whatever happens, the
 test ends that user's processes by UID. It needs root (to create the user and run sshd),
@@ -15,7 +15,7 @@ the reason.
 What the test copy of cluster-onprem.yaml changes, and only that (each replaced text must be there):
 the "Change:" values (addresses, SSH user and key, the storage path, the token file), ports of its
 own for every Ray service (other Rays on this machine hold the defaults), one CPU per node, no
-`ray stop` before the worker starts (one machine, one user: it would stop the head), and the node
+Ray's stop command before the worker starts (one machine, one user: it would stop the head), and the node
 environment. Instead of a venv that `pip install -e` fills with torch and Ray (minutes, and a
 download), ~/raygan-env is a venv without packages whose site-packages adds this test's
 environment, with the `ray` and `raygan` commands pip wrote here pointed at the node's python. The
@@ -69,7 +69,7 @@ def missing_requirement() -> str | None:
         return "needs Linux (the nodes are loopback addresses of this machine)"
     if os.geteuid() != 0:
         return ("needs root: the nodes log in as a user of their own, created here, so that `ray down`'s "
-                "`ray stop` cannot reach anyone else's Ray (run as root, as .ci/run does)")
+                "Ray's stop command cannot reach anyone else's Ray (run as root, as .ci/run does)")
     needs = {SSHD: "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
              "rsync": "rsync", "nc": "netcat-openbsd", "useradd": "passwd"}
     missing = sorted({pkg for tool, pkg in needs.items() if not shutil.which(tool)})
@@ -187,9 +187,9 @@ def config_for_this_machine(onprem: dict, *, name: str, user: str, key: Path, to
         f" --dashboard-agent-listen-port={ports['head_agent']} --metrics-export-port={ports['head_metrics']}"
         + common)
     worker = replace(cfg["worker_start_ray_commands"], "$RAY_HEAD_IP:6379", f"$RAY_HEAD_IP:{ports['gcs']}")
-    # A worker's `ray stop` (a fresh start on a server of its own) would stop the head here: one
-    # machine, one user. `ray down`'s `ray stop` on the head stops both, as it does here.
-    assert worker[0] == "ray stop", worker
+    # A worker's Ray's stop command (a fresh start on a server of its own) would stop the head here: one
+    # machine, one user. `ray down`'s stop command on the head stops both, as it does here.
+    assert worker[0].split() == ["ray", "stop"], worker
     worker = worker[1:]
     cfg["worker_start_ray_commands"] = replace(
         worker, " --disable-usage-stats",
@@ -393,7 +393,7 @@ def test_ray_up_of_the_onprem_config_runs_a_study_on_two_nodes_and_ray_down_leav
         down = ray("down", "-y", str(config), timeout=120)
         out = down.stdout + down.stderr
         assert down.returncode == 0 and "command not found" not in out, out[-3000:]
-        # The head's `ray stop` stops both nodes (one user, one machine); SSH sessions that Ray's
+        # The head's Ray's stop command stops both nodes (one user, one machine); SSH sessions that Ray's
         # connection sharing keeps open (ControlPersist 10 s) end by themselves.
         left = None
         deadline = time.time() + 60
@@ -404,7 +404,7 @@ def test_ray_up_of_the_onprem_config_runs_a_study_on_two_nodes_and_ray_down_leav
             time.sleep(1)
         timings["ray down until nothing left"] = time.time() - t
         assert not left, {p: Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in left if Path(f"/proc/{p}").exists()}
-        # `ray stop` cleared the head's record of the cluster; the worker's, where no `ray stop` ran,
+        # Ray's stop command cleared the head's record of the cluster; the worker's, where no Ray's stop command ran,
         # names the dead head (what raygan's local start does not read)
         assert not (ray_tmp[HEAD] / "ray" / "ray_current_cluster").exists()
     finally:

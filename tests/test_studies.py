@@ -518,28 +518,15 @@ def test_verdict_rule_tolerates_two_standard_errors_over_seeds_and_at_least_one_
 def _fake_one_class_dir(tmp_path: Path, aurocs: dict[tuple[str, int, int], float], name: str = "one_class") -> Path:
     """A one_class (or another method-by-class study's) directory of its cpu profile's trials with
     the given (method, class, seed) AUROCs as records, as the Tune layer writes them; no training."""
-    from raygan.store.layout import STUDY_FILE
-    from raygan.store.records import write_record
-
     study = STUDIES.get(name)
     profile = narrow_profile(study.profile("cpu"), classes=sorted({c for _, c, _ in aurocs}))
-    trials = [t for t in expand(study, profile)
-              if (t.factors["method"], t.factors["class_index"], t.factors["seed"]) in aurocs]
-    study_dir = tmp_path / name
-    study_dir.mkdir(parents=True)
-    (study_dir / STUDY_FILE).write_text(json.dumps({
-        "study": name, "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
-        "trials": len(trials), "rows": ["dataset", *study.row_factors], "trial_list": [t.as_dict() for t in trials]}))
-    for t in trials:
-        auroc = aurocs[t.factors["method"], t.factors["class_index"], t.factors["seed"]]
-        write_record(study_dir, {
-            "study": name, "study_hash": "h", "profile": "cpu", "trial_key": t.key, "trial_id": t.key,
-            "status": "finished", "error": None, "factors": t.factors, "config": t.config,
-            "metrics": {"auroc": auroc, "auroc_val": auroc, "auroc_last": auroc - 0.05, "selected_epoch": 1,
-                        "epochs": 5, "auroc_best_test_optimistic": auroc + 0.01},
-            "history": [], "node_id": "n", "hostname": "h", "recorded_at": 0.0,
-        })
-    return study_dir
+
+    def metrics(f: dict) -> dict | None:
+        auroc = aurocs.get((f["method"], f["class_index"], f["seed"]))
+        return None if auroc is None else {"auroc": auroc, "auroc_val": auroc, "auroc_last": auroc - 0.05,
+                                           "selected_epoch": 1, "epochs": 5, "auroc_best_test_optimistic": auroc + 0.01}
+
+    return _fake_grid_dir(tmp_path, name, profile, metrics)
 
 
 def test_verdict_per_class_where_the_paper_prints_classes_and_no_paper_number_for_baselines(tmp_path):
@@ -676,29 +663,35 @@ def test_head_to_head_pairs_by_seed_and_calls_only_beyond_two_standard_errors_wi
     assert "fashion_mnist,8,95,85,10,,1,1,too few seeds (< 3)" in report(study_dir, "csv")
 
 
-def _fake_grid_dir(tmp_path: Path, name: str, profile, auroc_of) -> Path:
-    """A grid study's directory of the profile's trials, each recorded as finished with the test AUROC
-    ``auroc_of(factors)`` gives (None: no record), as the Tune layer writes them; no training."""
+def _fake_grid_dir(tmp_path: Path, name: str, profile, metrics_of) -> Path:
+    """A grid study's directory of the profile's trials, each recorded as finished with the metrics
+    ``metrics_of(factors)`` gives (None: no record), as the Tune layer writes them; no training."""
     from raygan.store.layout import STUDY_FILE
     from raygan.store.records import write_record
 
     study = STUDIES.get(name)
-    trials = [t for t in expand(study, profile) if auroc_of(t.factors) is not None]
+    trials = [t for t in expand(study, profile) if metrics_of(t.factors) is not None]
     study_dir = tmp_path / name
     study_dir.mkdir(parents=True)
     (study_dir / STUDY_FILE).write_text(json.dumps({
         "study": name, "reproduces": study.reproduces, "profile": "cpu", "study_hash": "h", "kind": "grid",
         "trials": len(trials), "rows": ["dataset", *study.row_factors], "trial_list": [t.as_dict() for t in trials]}))
     for t in trials:
-        auroc = auroc_of(t.factors)
         write_record(study_dir, {
             "study": name, "study_hash": "h", "profile": "cpu", "trial_key": t.key, "trial_id": t.key,
             "status": "finished", "error": None, "factors": t.factors, "config": t.config,
-            "metrics": {"auroc": auroc, "auroc_val": auroc, "auroc_last": auroc, "selected_epoch": 1, "epochs": 5,
-                        "auroc_best_test_optimistic": auroc},
-            "history": [], "node_id": "n", "hostname": "h", "recorded_at": 0.0,
+            "metrics": metrics_of(t.factors), "history": [], "node_id": "n", "hostname": "h", "recorded_at": 0.0,
         })
     return study_dir
+
+
+def _same_auroc_everywhere(auroc_of):
+    """metrics_of for _fake_grid_dir: every AUROC of a trial the one ``auroc_of(factors)`` gives."""
+    def metrics(f: dict) -> dict | None:
+        auroc = auroc_of(f)
+        return None if auroc is None else {"auroc": auroc, "auroc_val": auroc, "auroc_last": auroc,
+                                           "selected_epoch": 1, "epochs": 5, "auroc_best_test_optimistic": auroc}
+    return metrics
 
 
 def test_table_5_comparisons_pair_by_class_and_seed_at_each_gamma_and_call_by_the_head_to_head_rule(tmp_path):
@@ -718,7 +711,7 @@ def test_table_5_comparisons_pair_by_class_and_seed_at_each_gamma_and_call_by_th
         return (85.0 + 3 * f["class_index"] + shift) / 100
 
     profile = narrow_profile(study.profile("cpu"), classes=[1, 2])
-    study_dir = _fake_grid_dir(tmp_path, "bn_ablation", profile, auroc)
+    study_dir = _fake_grid_dir(tmp_path, "bn_ablation", profile, _same_auroc_everywhere(auroc))
     info, rows = read_results(study_dir)
     found = {(c.a_label, e["group"]["gamma"]): e for c in study.comparisons for e in comparison_rows(info, rows, c)}
     assert set(found) == {("AdvProp", 0.0), ("AdvProp", 0.05), ("Freeze", 0.05), ("AdvProp+Freeze", 0.05)}
@@ -739,7 +732,8 @@ def test_table_5_comparisons_pair_by_class_and_seed_at_each_gamma_and_call_by_th
     assert "**shared BN better**" in table
 
     # two seeds: the same differences are not called
-    two_seeds = _fake_grid_dir(tmp_path / "two", "bn_ablation", profile, lambda f: auroc(f) if f["seed"] < 2 else None)
+    two_seeds = _fake_grid_dir(tmp_path / "two", "bn_ablation", profile,
+                               _same_auroc_everywhere(lambda f: auroc(f) if f["seed"] < 2 else None))
     info, rows = read_results(two_seeds)
     assert {e["call"] for c in study.comparisons for e in comparison_rows(info, rows, c)} == {"too few seeds (< 3)"}
 
@@ -762,7 +756,7 @@ def test_backbones_report_puts_each_generators_scoring_time_beside_the_papers(tm
 
     study = STUDIES.get("backbones")
     study_dir = _fake_grid_dir(tmp_path, "backbones", narrow_profile(study.profile("cpu"), classes=[1], seeds=[0, 1]),
-                               lambda f: 0.9)
+                               _same_auroc_everywhere(lambda f: 0.9))
     assert "ms/image" not in report(study_dir)  # trials recorded before runs timed their scoring: no table
     ms = {"naive": (2.0, 0.2), "unet": (5.0, 0.8), "unetpp": (9.0, 2.4)}
     for path in (study_dir / ROWS_DIR).glob("*.json"):
