@@ -263,6 +263,7 @@ def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, 
     logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
     caplog.set_level(logging.WARNING, logger=logger.name)
     logger.addHandler(caplog.handler)
+    disabled, logger.disabled = logger.disabled, False  # a dictConfig earlier in the session may disable it
     try:
         ExperimentAnalysis(str(study_dir / "tune"))
         assert "Failed to fetch metrics for 1 trial(s)" in caplog.text and "were not found" in caplog.text
@@ -272,6 +273,7 @@ def test_tunes_missing_results_warning_is_what_the_filter_silences(ray_cluster, 
         assert "Failed to fetch metrics" not in caplog.text
     finally:
         logger.removeHandler(caplog.handler)
+        logger.disabled = disabled
 
 
 def test_sigterm_ends_a_study_as_ctrl_c_does(ray_cluster, tmp_path):
